@@ -1,0 +1,119 @@
+package mcpsse
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// maxMessageSize bounds a POST body.
+const maxMessageSize = 4 << 20
+
+// ServeHTTP serves the stream and message endpoints and passes every other
+// request to next.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	switch r.URL.Path {
+	case h.Prefix + "/sse":
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", http.MethodGet)
+			return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("%s not allowed on the stream endpoint", r.Method))
+		}
+		return h.serveStream(w, r)
+	case h.Prefix + "/message":
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("%s not allowed on the message endpoint", r.Method))
+		}
+		return h.serveMessage(w, r)
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// serveStream opens a session and serves its event stream until the
+// client leaves, the stream's lifetime is up, or the session is ended.
+func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) error {
+	sess, err := h.store.open(r)
+	if err != nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+
+	st := newStream(w)
+	reason := reasonClientGone
+	if st.write(appendEndpointEvent(nil, endpointPath(r, h.Prefix)+"?sessionId="+sess.id)) == nil {
+		reason = sess.serve(r.Context(), st)
+	}
+	sess.end(reason)
+	return nil
+}
+
+// endpointPath returns the path clients POST their messages to. It is built
+// from the path the client requested, before any rewrite such as
+// handle_path or uri strip_prefix, and never names scheme or host: clients
+// resolve it against the stream's URL and refuse another origin.
+func endpointPath(r *http.Request, prefix string) string {
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil {
+		if p := orig.URL.EscapedPath(); strings.HasSuffix(p, "/sse") {
+			return strings.TrimSuffix(p, "sse") + "message"
+		}
+	}
+	return prefix + "/message"
+}
+
+// serveMessage takes a JSON-RPC message or batch for a session and answers
+// 202 once it is queued for the upstream; answers reach the session's
+// stream.
+func (h *Handler) serveMessage(w http.ResponseWriter, r *http.Request) error {
+	id := r.URL.Query().Get("sessionId")
+	if id == "" {
+		return writeRPCError(w, http.StatusBadRequest, codeInvalidRequest, "missing sessionId query parameter")
+	}
+	sess := h.store.get(id)
+	if sess == nil {
+		return caddyhttp.Error(http.StatusNotFound, errors.New("unknown or ended session"))
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mediaType, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mediaType != "application/json" && !strings.HasSuffix(mediaType, "+json")) {
+			return caddyhttp.Error(http.StatusUnsupportedMediaType, fmt.Errorf("content type %q is not JSON", ct))
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxMessageSize))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return caddyhttp.Error(http.StatusRequestEntityTooLarge, fmt.Errorf("message over %d bytes", maxMessageSize))
+		}
+		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading message: %w", err))
+	}
+	msgs, err := parseMessages(body)
+	if err != nil {
+		rpcErr := err.(*rpcError)
+		return writeRPCError(w, http.StatusBadRequest, rpcErr.code, rpcErr.msg)
+	}
+	if c := h.logger.Check(zapcore.DebugLevel, "message from client"); c != nil {
+		c.Write(zap.String("session", sess.tag), zap.Int("messages", len(msgs)))
+	}
+	sess.forward(msgs, forwardedHeader(r))
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+// writeRPCError answers with status and a JSON-RPC error body with a null
+// id: a client whose message was refused learns why from the body.
+func writeRPCError(w http.ResponseWriter, status, code int, msg string) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, err := w.Write(errorResponse(nil, code, msg))
+	return err
+}

@@ -1,0 +1,184 @@
+package mcpsse
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// JSON-RPC 2.0 error codes used in answers to clients.
+const (
+	codeParseError     = -32700
+	codeInvalidRequest = -32600
+	codeInternalError  = -32603
+)
+
+// messageKind tells requests, notifications and responses apart.
+type messageKind int
+
+const (
+	kindRequest messageKind = iota
+	kindNotification
+	kindResponse
+)
+
+func (k messageKind) String() string {
+	switch k {
+	case kindRequest:
+		return "request"
+	case kindNotification:
+		return "notification"
+	default:
+		return "response"
+	}
+}
+
+// message is one JSON-RPC message, compacted.
+type message struct {
+	raw    []byte
+	id     json.RawMessage // compact; nil for notifications
+	method string
+	kind   messageKind
+}
+
+// rpcError is a JSON-RPC error code with its message.
+type rpcError struct {
+	code int
+	msg  string
+}
+
+func (e *rpcError) Error() string { return e.msg }
+
+// envelope holds the members that classify a JSON-RPC message.
+type envelope struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Method  *string         `json:"method"`
+	Result  json.RawMessage `json:"result"`
+	Error   json.RawMessage `json:"error"`
+}
+
+// parseMessages parses a POST body: one JSON-RPC message, or a batch of
+// them as a JSON array. Malformed JSON is a parse error; JSON that is not a
+// JSON-RPC message or batch is an invalid request.
+func parseMessages(body []byte) ([]message, error) {
+	body = bytes.TrimSpace(body)
+	if !json.Valid(body) {
+		return nil, &rpcError{codeParseError, "parse error: body is not valid JSON"}
+	}
+	if len(body) > 0 && body[0] == '[' {
+		var batch []json.RawMessage
+		if err := json.Unmarshal(body, &batch); err != nil {
+			return nil, &rpcError{codeInvalidRequest, "invalid request: " + err.Error()}
+		}
+		if len(batch) == 0 {
+			return nil, &rpcError{codeInvalidRequest, "invalid request: empty batch"}
+		}
+		msgs := make([]message, 0, len(batch))
+		for i, raw := range batch {
+			m, err := parseMessage(raw)
+			if err != nil {
+				return nil, &rpcError{codeInvalidRequest, fmt.Sprintf("invalid request: batch element %d: %v", i, err)}
+			}
+			msgs = append(msgs, m)
+		}
+		return msgs, nil
+	}
+	m, err := parseMessage(body)
+	if err != nil {
+		return nil, &rpcError{codeInvalidRequest, "invalid request: " + err.Error()}
+	}
+	return []message{m}, nil
+}
+
+// parseMessage classifies one valid JSON value as a JSON-RPC message.
+func parseMessage(raw []byte) (message, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '{' {
+		return message{}, errors.New("not a JSON object")
+	}
+	var env envelope
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return message{}, err
+	}
+	if env.JSONRPC != "2.0" {
+		return message{}, errors.New(`"jsonrpc" must be "2.0"`)
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, raw); err != nil {
+		return message{}, err
+	}
+	m := message{raw: compact.Bytes()}
+	hasID := len(env.ID) > 0 && !bytes.Equal(env.ID, []byte("null"))
+	if hasID {
+		if !validID(env.ID) {
+			return message{}, errors.New(`"id" must be a string or a number`)
+		}
+		m.id = compactJSON(env.ID)
+	}
+	switch {
+	case env.Method != nil:
+		if *env.Method == "" {
+			return message{}, errors.New(`"method" must not be empty`)
+		}
+		if env.Result != nil || env.Error != nil {
+			return message{}, errors.New(`a request has no "result" or "error"`)
+		}
+		m.method = *env.Method
+		m.kind = kindNotification
+		if hasID {
+			m.kind = kindRequest
+		}
+	case env.Result != nil || env.Error != nil:
+		if env.Result != nil && env.Error != nil {
+			return message{}, errors.New(`a response has "result" or "error", not both`)
+		}
+		if len(env.ID) == 0 {
+			return message{}, errors.New(`a response needs an "id"`)
+		}
+		m.id = compactJSON(env.ID)
+		m.kind = kindResponse
+	default:
+		return message{}, errors.New(`neither "method" nor "result" nor "error"`)
+	}
+	return m, nil
+}
+
+// validID reports whether id is a JSON string or number.
+func validID(id json.RawMessage) bool {
+	switch id[0] {
+	case '"', '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return true
+	}
+	return false
+}
+
+func compactJSON(raw json.RawMessage) json.RawMessage {
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return raw
+	}
+	return b.Bytes()
+}
+
+// errorMessage is a JSON-RPC error response.
+type errorMessage struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Error   errorObject     `json:"error"`
+}
+
+type errorObject struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+// errorResponse encodes a JSON-RPC error response. A nil id encodes as null.
+func errorResponse(id json.RawMessage, code int, msg string) []byte {
+	if id == nil {
+		id = json.RawMessage("null")
+	}
+	b, _ := json.Marshal(errorMessage{JSONRPC: "2.0", ID: id, Error: errorObject{code, msg}})
+	return b
+}

@@ -1,0 +1,320 @@
+package mcpsse
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// maxUpstreamMessage bounds one message from the upstream, so that a broken
+// upstream cannot make the gateway buffer without end.
+const maxUpstreamMessage = 64 << 20
+
+// listenBackoffMax bounds the wait before the upstream's GET stream is
+// opened again after it broke.
+const listenBackoffMax = 30 * time.Second
+
+// errNoResponse is returned when the upstream's answer to a request ended
+// without the response to it.
+var errNoResponse = errors.New("the upstream's answer ended without a response to the request")
+
+// forward sends msgs upstream, one request each, in the order they were
+// posted after every message posted before them. Each waits only until the
+// one before it has been written upstream, not for its answer, so a slow
+// tool call does not hold up a quick one.
+func (s *session) forward(msgs []message, header http.Header) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range msgs {
+		prev := s.lastSent
+		sent := make(chan struct{})
+		s.lastSent = sent
+		go s.relay(m, header.Clone(), prev, sent)
+	}
+}
+
+// relay forwards m once prev is closed, closes sent once m is on its way,
+// and relays the upstream's answer. A request the upstream cannot answer
+// gets a JSON-RPC error response, so the client never waits forever.
+func (s *session) relay(m message, header http.Header, prev <-chan struct{}, sent chan struct{}) {
+	release := sync.OnceFunc(func() { close(sent) })
+	defer release()
+	select {
+	case <-prev:
+	case <-s.ctx.Done():
+		return
+	}
+	err := s.exchange(m, header, release)
+	if err == nil || s.ctx.Err() != nil {
+		return
+	}
+	s.store.logger().Warn("upstream exchange failed",
+		zap.String("session", s.tag),
+		zap.Stringer("kind", m.kind),
+		zap.String("method", m.method),
+		zap.Error(err))
+	if m.kind == kindRequest {
+		_ = s.deliver(errorResponse(m.id, codeInternalError, "upstream: "+err.Error()))
+	}
+}
+
+// exchange POSTs m upstream and relays the answer. written runs once m has
+// been written upstream; for initialize only once its response is in, since
+// every later message needs the session ID and protocol version it brings.
+func (s *session) exchange(m message, header http.Header, written func()) error {
+	initialize := m.kind == kindRequest && m.method == "initialize"
+	onWritten := written
+	if initialize {
+		onWritten = nil
+	}
+	header.Set("Content-Type", "application/json")
+	header.Set("Accept", "application/json, text/event-stream")
+	header = s.upstreamHeader(header)
+	up := s.store.upstream
+	req, err := up.newRequest(s.ctx, http.MethodPost, m.raw, header, onWritten)
+	if err != nil {
+		return err
+	}
+	resp, err := up.do(s.ctx, req, s.store.settings().upstreamTimeout)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+
+	if initialize && resp.StatusCode/100 == 2 {
+		if id := resp.Header.Get(headerSessionID); id != "" {
+			s.setUpstreamSession(id)
+		}
+	}
+	var onResponse func(message)
+	if initialize {
+		onResponse = func(r message) {
+			s.setProtocol(negotiatedVersion(r.raw))
+			written()
+		}
+	}
+	if err := s.relayAnswer(resp, m, onResponse); err != nil {
+		return err
+	}
+	if m.kind == kindNotification && m.method == "notifications/initialized" {
+		s.listen()
+	}
+	return nil
+}
+
+// negotiatedVersion reads the protocol version from an initialize response.
+func negotiatedVersion(raw []byte) string {
+	var r struct {
+		Result struct {
+			ProtocolVersion string `json:"protocolVersion"`
+		} `json:"result"`
+	}
+	_ = json.Unmarshal(raw, &r)
+	return r.Result.ProtocolVersion
+}
+
+// relayAnswer relays the upstream's answer to m, JSON or an event stream,
+// message by message in the order the upstream sent them. For a request it
+// returns an error unless the response to it came through; onResponse, if
+// set, sees that response before the client does.
+func (s *session) relayAnswer(resp *http.Response, m message, onResponse func(message)) error {
+	if resp.StatusCode/100 != 2 {
+		if m.kind == kindRequest && s.relayErrorBody(resp, m) {
+			return nil
+		}
+		return fmt.Errorf("upstream answered %s", resp.Status)
+	}
+	var want json.RawMessage
+	if m.kind == kindRequest {
+		want = m.id
+	}
+	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	switch mediaType {
+	case "text/event-stream":
+		return s.relayEvents(resp.Body, want, onResponse)
+	case "application/json":
+		body, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamMessage+1))
+		if err != nil {
+			return fmt.Errorf("reading upstream answer: %w", err)
+		}
+		if len(body) > maxUpstreamMessage {
+			return fmt.Errorf("upstream answer over %d bytes", maxUpstreamMessage)
+		}
+		found, err := s.relayPayload(body, want, onResponse)
+		if err == nil && want != nil && !found {
+			err = errNoResponse
+		}
+		return err
+	}
+	if want == nil {
+		// Notifications and responses are accepted with any 2xx,
+		// 202 without a body as the specification has it.
+		return nil
+	}
+	if mediaType == "" {
+		return fmt.Errorf("upstream answered %s without a body", resp.Status)
+	}
+	return fmt.Errorf("upstream answered %s with %q, not MCP", resp.Status, mediaType)
+}
+
+// relayErrorBody relays a JSON-RPC error response to m found in the body of
+// a failed upstream request, and reports whether it did.
+func (s *session) relayErrorBody(resp *http.Response, m message) bool {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return false
+	}
+	r, err := parseMessage(body)
+	if err != nil || r.kind != kindResponse || !bytes.Equal(r.id, m.id) {
+		return false
+	}
+	data, err := sanitizeJSON(r.raw)
+	return err == nil && s.deliver(data) == nil
+}
+
+// relayEvents relays the messages of an upstream event stream. With want
+// set it returns once the response with that id came through, and an error
+// if the stream ends before; without, it relays until the stream ends.
+func (s *session) relayEvents(body io.Reader, want json.RawMessage, onResponse func(message)) error {
+	events := newSSEReader(body, maxUpstreamMessage)
+	for {
+		ev, err := events.next()
+		if err != nil {
+			if want == nil && errors.Is(err, io.EOF) {
+				return nil
+			}
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return errNoResponse
+			}
+			return fmt.Errorf("reading upstream event stream: %w", err)
+		}
+		found, err := s.relayPayload(ev.data, want, onResponse)
+		if err != nil || found {
+			return err
+		}
+	}
+}
+
+// relayPayload relays one JSON-RPC message or batch from the upstream and
+// reports whether it held the response with id want.
+func (s *session) relayPayload(payload []byte, want json.RawMessage, onResponse func(message)) (bool, error) {
+	msgs, err := parseMessages(payload)
+	if err != nil {
+		return false, fmt.Errorf("upstream sent something that is not MCP: %v", err)
+	}
+	found := false
+	for _, r := range msgs {
+		data, err := sanitizeJSON(r.raw)
+		if err != nil {
+			return found, err
+		}
+		isAnswer := want != nil && r.kind == kindResponse && bytes.Equal(r.id, want)
+		if isAnswer && onResponse != nil {
+			onResponse(r)
+		}
+		if c := s.store.logger().Check(zapcore.DebugLevel, "relaying upstream message"); c != nil {
+			c.Write(zap.String("session", s.tag), zap.Stringer("kind", r.kind), zap.String("method", r.method))
+		}
+		if err := s.deliver(data); err != nil {
+			return found, err
+		}
+		found = found || isAnswer
+	}
+	return found, nil
+}
+
+// listen relays the upstream's GET stream, which carries the messages not
+// tied to a request, for as long as the session lives. It starts once.
+func (s *session) listen() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.listening || s.ended {
+		return
+	}
+	s.listening = true
+	go s.relayListenStream()
+}
+
+// relayListenStream opens the upstream's GET stream and opens it again
+// after it breaks, waiting longer each time, until the session ends or the
+// upstream says it has no such stream for the session.
+func (s *session) relayListenStream() {
+	backoff := time.Second
+	for {
+		retry, err := s.listenOnce()
+		if !retry || s.ctx.Err() != nil {
+			if err != nil && s.ctx.Err() == nil {
+				s.store.logger().Warn("upstream GET stream refused", zap.String("session", s.tag), zap.Error(err))
+			}
+			return
+		}
+		if c := s.store.logger().Check(zapcore.DebugLevel, "upstream GET stream ended"); c != nil {
+			c.Write(zap.String("session", s.tag), zap.Error(err), zap.Duration("retry_in", backoff))
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			t.Stop()
+			return
+		}
+		backoff = min(2*backoff, listenBackoffMax)
+	}
+}
+
+// listenOnce relays one GET stream and reports whether to open it again.
+func (s *session) listenOnce() (retry bool, err error) {
+	header := s.upstreamHeader(s.header.Clone())
+	header.Set("Accept", "text/event-stream")
+	up := s.store.upstream
+	req, err := up.newRequest(s.ctx, http.MethodGet, nil, header, nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := up.do(s.ctx, req, s.store.settings().upstreamTimeout)
+	if err != nil {
+		return true, err
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusMethodNotAllowed:
+		return false, nil // the upstream offers no such stream
+	case resp.StatusCode/100 == 4:
+		return false, fmt.Errorf("upstream answered %s", resp.Status)
+	case resp.StatusCode/100 != 2:
+		return true, fmt.Errorf("upstream answered %s", resp.Status)
+	}
+	return true, s.relayEvents(resp.Body, nil, nil)
+}
+
+// deleteUpstream ends the session's upstream session. A 405 means the
+// upstream does not let clients end sessions, which is fine.
+func (s *session) deleteUpstream() {
+	ctx, cancel := context.WithTimeout(context.Background(), upstreamDeleteTimeout)
+	defer cancel()
+	header := s.upstreamHeader(s.header.Clone())
+	up := s.store.upstream
+	req, err := up.newRequest(ctx, http.MethodDelete, nil, header, nil)
+	if err == nil {
+		var resp *http.Response
+		if resp, err = up.do(ctx, req, upstreamDeleteTimeout); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusMethodNotAllowed && resp.StatusCode != http.StatusNotFound {
+				err = fmt.Errorf("upstream answered %s", resp.Status)
+			}
+		}
+	}
+	if err != nil {
+		s.store.logger().Warn("deleting upstream session", zap.String("session", s.tag), zap.Error(err))
+	}
+}

@@ -1,0 +1,148 @@
+package mcpsse
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+)
+
+// Why a session ended, as logged.
+const (
+	reasonClientGone     = "client_gone"
+	reasonLifetime       = "lifetime"
+	reasonShutdown       = "shutdown"
+	reasonHandlerRemoved = "handler_removed"
+)
+
+// eventQueueSize is how many events a session buffers for its stream before
+// the relays that produce them wait for the client.
+const eventQueueSize = 16
+
+// errStoreClosed refuses sessions to a store whose handler is gone.
+var errStoreClosed = errors.New("the handler of this endpoint is being removed")
+
+// session is one client's MCP session: its stream, its queue of events for
+// that stream, and its session on the upstream.
+type session struct {
+	id      string
+	tag     string // a non-secret name for logs
+	store   *sessionStore
+	created time.Time
+	remote  string
+	header  http.Header // of the GET that opened the session, for upstream GET and DELETE
+
+	// events carries compact JSON-RPC messages to the stream, in order.
+	events chan []byte
+
+	// ctx ends with the session; every upstream exchange of the session
+	// runs under it.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	endOnce sync.Once
+
+	mu         sync.Mutex
+	upstreamID string        // the upstream's Mcp-Session-Id
+	protocol   string        // the protocol version the upstream negotiated
+	lastSent   chan struct{} // closed once the last message posted has gone upstream
+	listening  bool          // the upstream's GET stream is being relayed
+	ended      bool
+}
+
+// open starts a session for the stream request r.
+func (s *sessionStore) open(r *http.Request) (*session, error) {
+	id := uuid.NewString()
+	sum := sha256.Sum256([]byte(id))
+	ctx, cancel := context.WithCancel(context.Background())
+	sent := make(chan struct{})
+	close(sent)
+	sess := &session{
+		id:       id,
+		tag:      hex.EncodeToString(sum[:4]),
+		store:    s,
+		created:  time.Now(),
+		remote:   r.RemoteAddr,
+		header:   forwardedHeader(r),
+		events:   make(chan []byte, eventQueueSize),
+		ctx:      ctx,
+		cancel:   cancel,
+		lastSent: sent,
+	}
+	if !s.add(sess) {
+		cancel()
+		return nil, errStoreClosed
+	}
+	s.logger().Info("session opened", zap.String("session", sess.tag), zap.String("remote", sess.remote))
+	return sess, nil
+}
+
+// end ends the session once: it stops its stream and upstream exchanges,
+// forgets it, and deletes its upstream session. Later calls wait for the
+// first to finish.
+func (s *session) end(reason string) {
+	s.endOnce.Do(func() {
+		s.cancel()
+		s.store.remove(s.id)
+		s.mu.Lock()
+		s.ended = true
+		hasUpstream := s.upstreamID != ""
+		s.mu.Unlock()
+		if hasUpstream {
+			s.deleteUpstream()
+		}
+		s.store.logger().Info("session ended",
+			zap.String("session", s.tag),
+			zap.String("reason", reason),
+			zap.Duration("duration", time.Since(s.created)))
+	})
+}
+
+// setUpstreamSession records the upstream's session ID. If the session
+// ended meanwhile, nothing else will delete the upstream session, so this
+// does.
+func (s *session) setUpstreamSession(id string) {
+	s.mu.Lock()
+	s.upstreamID = id
+	ended := s.ended
+	s.mu.Unlock()
+	if ended {
+		s.deleteUpstream()
+	}
+}
+
+func (s *session) setProtocol(version string) {
+	s.mu.Lock()
+	s.protocol = version
+	s.mu.Unlock()
+}
+
+// upstreamHeader adds the session's Streamable HTTP headers to h.
+func (s *session) upstreamHeader(h http.Header) http.Header {
+	s.mu.Lock()
+	id, version := s.upstreamID, s.protocol
+	s.mu.Unlock()
+	if id != "" {
+		h.Set(headerSessionID, id)
+	}
+	if version != "" {
+		h.Set(headerProtocolVersion, version)
+	}
+	return h
+}
+
+// deliver queues a message for the session's stream. It waits while the
+// queue is full rather than drop anything, until the session ends.
+func (s *session) deliver(data []byte) error {
+	select {
+	case s.events <- data:
+		return nil
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
+}

@@ -1,0 +1,119 @@
+package mcpsse
+
+import (
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+)
+
+// stores holds one sessionStore per handler identity (upstream and prefix)
+// across config reloads: the new config takes its reference before the old
+// config releases its own, so sessions outlive a reload that keeps the
+// handler, and end when one removes it.
+var stores = caddy.NewUsagePool()
+
+// storeKey identifies a handler across configs. The upstream is part of it
+// because an upstream session lives on that upstream; the prefix because
+// the endpoint announced to clients depends on it.
+func storeKey(upstream *url.URL, prefix string) string {
+	return upstream.String() + " " + prefix
+}
+
+// settings are the handler settings that running streams follow. A reload
+// replaces them and closes changed, so streams pick up the new values.
+type settings struct {
+	pingInterval    time.Duration
+	maxLifetime     time.Duration
+	upstreamTimeout time.Duration
+	changed         chan struct{}
+}
+
+// sessionStore holds the live sessions of one handler identity and the
+// client for its upstream.
+type sessionStore struct {
+	upstream *upstreamClient
+
+	current atomic.Pointer[settings]
+	log     atomic.Pointer[zap.Logger]
+
+	mu       sync.Mutex
+	sessions map[string]*session
+	closed   bool
+}
+
+func newSessionStore(u *url.URL, logger *zap.Logger) *sessionStore {
+	s := &sessionStore{
+		upstream: newUpstreamClient(u),
+		sessions: make(map[string]*session),
+	}
+	s.log.Store(logger)
+	return s
+}
+
+// configure applies the settings and logger of the newest config.
+func (s *sessionStore) configure(cfg *settings, logger *zap.Logger) {
+	s.log.Store(logger)
+	if old := s.current.Swap(cfg); old != nil {
+		close(old.changed)
+	}
+}
+
+func (s *sessionStore) settings() *settings { return s.current.Load() }
+
+func (s *sessionStore) logger() *zap.Logger { return s.log.Load() }
+
+// add registers a new session; it reports false once the store is closed.
+func (s *sessionStore) add(sess *session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.sessions[sess.id] = sess
+	return true
+}
+
+func (s *sessionStore) get(id string) *session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions[id]
+}
+
+func (s *sessionStore) remove(id string) {
+	s.mu.Lock()
+	delete(s.sessions, id)
+	s.mu.Unlock()
+}
+
+// endAll ends every session at once and waits until each has deleted its
+// upstream session (each DELETE is bounded by upstreamDeleteTimeout).
+func (s *sessionStore) endAll(reason string) {
+	s.mu.Lock()
+	all := make([]*session, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		all = append(all, sess)
+	}
+	s.mu.Unlock()
+
+	var wg sync.WaitGroup
+	for _, sess := range all {
+		wg.Go(func() { sess.end(reason) })
+	}
+	wg.Wait()
+}
+
+// Destruct runs when no config uses the store any more: the handler was
+// removed by a reload, or Caddy stopped. It ends the remaining sessions and
+// refuses new ones.
+func (s *sessionStore) Destruct() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.endAll(reasonHandlerRemoved)
+	s.upstream.close()
+	return nil
+}

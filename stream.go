@@ -1,0 +1,87 @@
+package mcpsse
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+// stream writes events to a client's open event stream.
+type stream struct {
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	buf []byte
+}
+
+func newStream(w http.ResponseWriter) *stream {
+	return &stream{w: w, rc: http.NewResponseController(w)}
+}
+
+// write writes p and flushes it to the client at once. Any error means the
+// client is gone.
+func (st *stream) write(p []byte) error {
+	if _, err := st.w.Write(p); err != nil {
+		return err
+	}
+	return st.rc.Flush()
+}
+
+// writeMessage writes one message event.
+func (st *stream) writeMessage(sessionID string, seq uint64, data []byte) error {
+	st.buf = appendMessageEvent(st.buf[:0], sessionID, seq, data)
+	err := st.write(st.buf)
+	if cap(st.buf) > 64<<10 {
+		st.buf = nil // don't keep a large message's buffer for the stream's life
+	}
+	return err
+}
+
+// serve writes the session's events to st, and a ping whenever nothing
+// was written for the ping interval, until the client leaves (ctx ends),
+// the stream's lifetime is up, or the session ends. It returns why it
+// stopped. A reload's new settings apply at once.
+func (s *session) serve(ctx context.Context, st *stream) string {
+	cfg := s.store.settings()
+	ping := time.NewTimer(cfg.pingInterval)
+	defer ping.Stop()
+	lifetime := newLifetimeTimer(s.created, cfg.maxLifetime)
+	defer lifetime.Stop()
+	var seq uint64
+	for {
+		select {
+		case data := <-s.events:
+			seq++
+			if st.writeMessage(s.id, seq, data) != nil {
+				return reasonClientGone
+			}
+			ping.Reset(cfg.pingInterval)
+		case <-ping.C:
+			if st.write(pingComment) != nil {
+				return reasonClientGone
+			}
+			ping.Reset(cfg.pingInterval)
+		case <-lifetime.C:
+			return reasonLifetime
+		case <-cfg.changed:
+			cfg = s.store.settings()
+			ping.Reset(cfg.pingInterval)
+			lifetime.Stop()
+			lifetime = newLifetimeTimer(s.created, cfg.maxLifetime)
+		case <-ctx.Done():
+			return reasonClientGone
+		case <-s.ctx.Done():
+			return reasonShutdown
+		}
+	}
+}
+
+// newLifetimeTimer fires when a session started at created has lived for
+// maxLifetime; with no limit it never fires.
+func newLifetimeTimer(created time.Time, maxLifetime time.Duration) *time.Timer {
+	if maxLifetime <= 0 {
+		t := time.NewTimer(time.Hour)
+		t.Stop()
+		return t
+	}
+	return time.NewTimer(time.Until(created.Add(maxLifetime)))
+}
