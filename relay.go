@@ -85,7 +85,7 @@ func (s *session) exchange(m message, header http.Header, written func()) error 
 	if err != nil {
 		return err
 	}
-	resp, err := up.do(s.ctx, req, s.store.settings().upstreamTimeout)
+	resp, err := up.do(req, s.store.settings().upstreamTimeout)
 	if err != nil {
 		return err
 	}
@@ -281,7 +281,7 @@ func (s *session) listenOnce() (retry bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	resp, err := up.do(s.ctx, req, s.store.settings().upstreamTimeout)
+	resp, err := up.do(req, s.store.settings().upstreamTimeout)
 	if err != nil {
 		return true, err
 	}
@@ -307,7 +307,7 @@ func (s *session) deleteUpstream() {
 	req, err := up.newRequest(ctx, http.MethodDelete, nil, header, nil)
 	if err == nil {
 		var resp *http.Response
-		if resp, err = up.do(ctx, req, upstreamDeleteTimeout); err == nil {
+		if resp, err = up.do(req, upstreamDeleteTimeout); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusMethodNotAllowed && resp.StatusCode != http.StatusNotFound {
 				err = fmt.Errorf("upstream answered %s", resp.Status)

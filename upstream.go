@@ -64,8 +64,8 @@ func (c *upstreamClient) close() { c.transport.CloseIdleConnections() }
 // do sends req and waits at most headerTimeout for the response headers;
 // the body may then take as long as the request's context allows. The
 // returned body must be closed.
-func (c *upstreamClient) do(ctx context.Context, req *http.Request, headerTimeout time.Duration) (*http.Response, error) {
-	ctx, cancel := context.WithCancelCause(ctx)
+func (c *upstreamClient) do(req *http.Request, headerTimeout time.Duration) (*http.Response, error) {
+	ctx, cancel := context.WithCancelCause(req.Context())
 	timer := time.AfterFunc(headerTimeout, func() { cancel(errHeaderTimeout) })
 	resp, err := c.client.Do(req.WithContext(ctx))
 	timer.Stop()

@@ -1,0 +1,286 @@
+package mcpsse
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/mcp-sse/caddy-mcp-sse/internal/demo"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// The in-process Caddy that caddytest runs serves these.
+const (
+	gatewayURL = "http://127.0.0.1:9080"
+	adminURL   = "http://localhost:2999"
+)
+
+// loadCaddyfile loads site blocks into the in-process Caddy as a new config
+// (a reload when one is running), with the global options every test uses.
+func loadCaddyfile(t *testing.T, sites string) {
+	t.Helper()
+	tester := caddytest.NewTester(t)
+	tester.InitServer(`{
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	skip_install_trust
+	local_certs
+}
+`+sites, "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
+// gatewaySite is a site on gatewayURL with one mcp_sse handler for upstream
+// and the given extra subdirectives; other paths answer "next".
+func gatewaySite(upstream, subdirectives string) string {
+	return fmt.Sprintf(`http://127.0.0.1:9080 {
+	bind 127.0.0.1
+	mcp_sse {
+		upstream %s
+		%s
+	}
+	respond "next" 200
+}
+`, upstream, subdirectives)
+}
+
+// testUpstream is the demo MCP server behind httptest, with a test-only
+// tool and a record of what the gateway sent it.
+type testUpstream struct {
+	*httptest.Server
+	URL string
+
+	// release lets every pending call of the block tool return.
+	release chan struct{}
+	// deleted receives the session ID of every DELETE.
+	deleted chan string
+
+	mu      sync.Mutex
+	posts   []http.Header
+	methods []string
+}
+
+func newTestUpstream(t *testing.T) *testUpstream {
+	t.Helper()
+	u := &testUpstream{release: make(chan struct{}), deleted: make(chan string, 4096)}
+	srv := demo.NewServer()
+	mcp.AddTool(srv, &mcp.Tool{Name: "block", Description: "Waits until the test releases it."},
+		func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+			select {
+			case <-u.release:
+				return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "released"}}}, nil, nil
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
+			}
+		})
+	mcpHandler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.methods = append(u.methods, r.Method)
+		if r.Method == http.MethodPost {
+			u.posts = append(u.posts, r.Header.Clone())
+		}
+		u.mu.Unlock()
+		mcpHandler.ServeHTTP(w, r)
+		if r.Method == http.MethodDelete {
+			u.deleted <- r.Header.Get(headerSessionID)
+		}
+	}))
+	u.URL = u.Server.URL + "/mcp"
+	t.Cleanup(u.Close)
+	return u
+}
+
+// lastPostHeader returns the headers of the last POST the upstream got.
+func (u *testUpstream) lastPostHeader() http.Header {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.posts) == 0 {
+		return nil
+	}
+	return u.posts[len(u.posts)-1]
+}
+
+// waitDeleted waits for the DELETE of one upstream session.
+func (u *testUpstream) waitDeleted(t *testing.T) string {
+	t.Helper()
+	select {
+	case id := <-u.deleted:
+		return id
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upstream session was never deleted")
+		return ""
+	}
+}
+
+// connect opens an MCP session through the gateway with the official Go
+// SDK's SSE client transport.
+func connect(t *testing.T, endpoint string, opts *mcp.ClientOptions, httpClient *http.Client) *mcp.ClientSession {
+	t.Helper()
+	// The SSE transport ties its stream to this context, so it must
+	// outlive the connect call.
+	client := mcp.NewClient(&mcp.Implementation{Name: "gateway-test", Version: "1.0.0"}, opts)
+	cs, err := client.Connect(t.Context(), &mcp.SSEClientTransport{Endpoint: endpoint, HTTPClient: httpClient}, nil)
+	if err != nil {
+		t.Fatalf("connecting to %s: %v", endpoint, err)
+	}
+	t.Cleanup(func() { _ = cs.Close() })
+	return cs
+}
+
+// callText calls a tool and returns the text of its result.
+func callText(ctx context.Context, cs *mcp.ClientSession, name string, args map[string]any) (string, error) {
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: args})
+	if err != nil {
+		return "", err
+	}
+	if res.IsError || len(res.Content) != 1 {
+		return "", fmt.Errorf("tool %s failed: %+v", name, res.Content)
+	}
+	txt, ok := res.Content[0].(*mcp.TextContent)
+	if !ok {
+		return "", fmt.Errorf("tool %s returned %T", name, res.Content[0])
+	}
+	return txt.Text, nil
+}
+
+// rawStream is an SSE client that reads the gateway's stream line by line,
+// for what the SDK clients hide: comments, ids, framing.
+type rawStream struct {
+	resp     *http.Response
+	lines    *bufio.Reader
+	endpoint string
+}
+
+// openRaw opens a stream and reads its endpoint event.
+func openRaw(t *testing.T, client *http.Client, url string, header http.Header) *rawStream {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	s := &rawStream{resp: resp, lines: bufio.NewReader(resp.Body)}
+	ev, err := s.next()
+	if err != nil {
+		t.Fatalf("reading the endpoint event: %v", err)
+	}
+	if ev.name != "endpoint" {
+		t.Fatalf("first event is %q, want endpoint", ev.name)
+	}
+	s.endpoint = string(ev.data)
+	return s
+}
+
+// rawEvent is one event or comment as it came over the wire.
+type rawEvent struct {
+	name, id string
+	data     []byte
+	comment  string
+	lines    []string
+}
+
+// next reads the next event or comment block.
+func (s *rawStream) next() (rawEvent, error) {
+	var ev rawEvent
+	for {
+		line, err := s.lines.ReadString('\n')
+		if err != nil {
+			if err == io.EOF && line == "" && len(ev.lines) == 0 {
+				return ev, io.EOF
+			}
+			return ev, fmt.Errorf("reading stream: %w (partial %q)", err, line)
+		}
+		line = strings.TrimSuffix(line, "\n")
+		if line == "" {
+			if len(ev.lines) == 0 {
+				continue
+			}
+			return ev, nil
+		}
+		ev.lines = append(ev.lines, line)
+		field, value, _ := strings.Cut(line, ":")
+		value = strings.TrimPrefix(value, " ")
+		switch field {
+		case "":
+			ev.comment = value
+		case "event":
+			ev.name = value
+		case "id":
+			ev.id = value
+		case "data":
+			ev.data = append(ev.data, value...)
+		}
+	}
+}
+
+// nextMessage skips comments and returns the next message event.
+func (s *rawStream) nextMessage() (rawEvent, error) {
+	for {
+		ev, err := s.next()
+		if err != nil || ev.comment == "" {
+			return ev, err
+		}
+	}
+}
+
+// post sends body to the stream's message endpoint and returns the status.
+func (s *rawStream) post(t *testing.T, body string) int {
+	t.Helper()
+	resp, err := http.Post(gatewayURL+s.endpoint, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST %s: %v", s.endpoint, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+const initializeRequest = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`
+
+// bounded returns a context for calls that must not hang the test run.
+func bounded(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitFor polls cond until it returns nil, for states that announce
+// themselves by no signal a test can wait on.
+func waitFor(t *testing.T, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
