@@ -27,6 +27,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // default at the network edge.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
+	// Errors that concern the whole directive name its line.
+	directive := caddyfile.NewDispenser([]caddyfile.Token{d.Token()})
+	directive.Next()
 	if d.NextArg() {
 		return d.ArgErr()
 	}
@@ -74,7 +77,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	if h.Upstream == "" {
-		return d.Err("mcp_sse: upstream is required")
+		return directive.Err("mcp_sse: upstream is required")
 	}
 	return nil
 }
@@ -90,7 +93,10 @@ func parseDuration(d *caddyfile.Dispenser, zeroOK bool) (caddy.Duration, error) 
 	if err != nil {
 		return 0, d.Errf("%s: bad duration %q: %v", name, d.Val(), err)
 	}
-	if dur < 0 || (dur == 0 && !zeroOK) {
+	if dur < 0 && zeroOK {
+		return 0, d.Errf("%s: duration %q must not be negative", name, d.Val())
+	}
+	if dur <= 0 && !zeroOK {
 		return 0, d.Errf("%s: duration %q must be positive", name, d.Val())
 	}
 	return caddy.Duration(dur), nil

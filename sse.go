@@ -1,7 +1,6 @@
 package mcpsse
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -74,19 +73,22 @@ var errEventTooLarge = errors.New("event too large")
 // specification parses them: lines end in CRLF, LF or CR; data lines join
 // with LF; comments and unknown fields are skipped.
 type sseReader struct {
-	r       *bufio.Reader
+	r       io.Reader
 	maxSize int
-	line    []byte
-	pending []byte // the rest of a chunk after a bare CR
+	buf     []byte // unread bytes are buf[start:]
+	start   int
+	scanned int  // bytes of buf[start:] known to hold no line end
+	skipLF  bool // the last line ended in CR: a LF right after it belongs to it
+	eof     bool
 }
 
 func newSSEReader(r io.Reader, maxSize int) *sseReader {
-	return &sseReader{r: bufio.NewReaderSize(r, 32<<10), maxSize: maxSize}
+	return &sseReader{r: r, maxSize: maxSize}
 }
 
 // next returns the next event with data. At the end of the body it
 // returns io.EOF; an event cut off by the end of the body is dropped, as
-// the specification requires.
+// the specification requires, and reported as io.ErrUnexpectedEOF.
 func (s *sseReader) next() (sseEvent, error) {
 	var ev sseEvent
 	var data []byte
@@ -95,9 +97,12 @@ func (s *sseReader) next() (sseEvent, error) {
 	for {
 		line, err := s.readLine()
 		if err != nil {
+			if errors.Is(err, io.EOF) && (hasData || size > 0) {
+				err = io.ErrUnexpectedEOF
+			}
 			return sseEvent{}, err
 		}
-		size += len(line)
+		size += len(line) + 1
 		if size > s.maxSize {
 			return sseEvent{}, fmt.Errorf("%w: over %d bytes", errEventTooLarge, s.maxSize)
 		}
@@ -106,8 +111,7 @@ func (s *sseReader) next() (sseEvent, error) {
 				ev.data = data
 				return ev, nil
 			}
-			ev = sseEvent{}
-			size = 0
+			ev, size = sseEvent{}, 0
 			continue
 		}
 		if line[0] == ':' {
@@ -130,45 +134,60 @@ func (s *sseReader) next() (sseEvent, error) {
 	}
 }
 
-// readLine returns the next line without its terminator. The returned
-// slice is valid until the next call.
+// readLine returns the next line without its terminator. The slice is
+// valid until the next call.
 func (s *sseReader) readLine() ([]byte, error) {
-	if s.pending != nil {
-		return s.splitCR(s.pending), nil
-	}
-	s.line = s.line[:0]
 	for {
-		chunk, err := s.r.ReadSlice('\n')
-		s.line = append(s.line, chunk...)
-		if len(s.line) > s.maxSize {
-			return nil, fmt.Errorf("%w: a line over %d bytes", errEventTooLarge, s.maxSize)
+		data := s.buf[s.start:]
+		if s.skipLF && len(data) > 0 {
+			if data[0] == '\n' {
+				s.start++
+				data = data[1:]
+			}
+			s.skipLF = false
 		}
-		switch {
-		case err == nil:
-			line := bytes.TrimSuffix(s.line[:len(s.line)-1], []byte("\r"))
-			return s.splitCR(line), nil
-		case errors.Is(err, bufio.ErrBufferFull):
-			continue
-		case errors.Is(err, io.EOF):
-			if len(s.line) > 0 {
-				// A final line without terminator ends an incomplete event.
+		if i := bytes.IndexAny(data[min(s.scanned, len(data)):], "\r\n"); i >= 0 {
+			i += min(s.scanned, len(data))
+			s.start += i + 1
+			s.scanned = 0
+			s.skipLF = data[i] == '\r'
+			return data[:i], nil
+		}
+		s.scanned = len(data)
+		if s.eof {
+			if len(data) > 0 {
 				return nil, io.ErrUnexpectedEOF
 			}
 			return nil, io.EOF
-		default:
+		}
+		if len(data) > s.maxSize {
+			return nil, fmt.Errorf("%w: a line over %d bytes", errEventTooLarge, s.maxSize)
+		}
+		if err := s.fill(data); err != nil {
 			return nil, err
 		}
 	}
 }
 
-// splitCR returns line up to its first bare CR and keeps the rest for the
-// next call.
-func (s *sseReader) splitCR(line []byte) []byte {
-	before, after, found := bytes.Cut(line, []byte("\r"))
-	if found {
-		s.pending = after
-	} else {
-		s.pending = nil
+// fill moves the unread bytes to the front of the buffer, growing it when
+// they fill it (and dropping a large buffer once a large line is done), and
+// reads more.
+func (s *sseReader) fill(unread []byte) error {
+	const small = 4 << 10
+	switch {
+	case cap(s.buf)-len(unread) < small || (cap(s.buf) > 16*small && len(unread) < small):
+		buf := make([]byte, len(unread), max(2*len(unread), small))
+		copy(buf, unread)
+		s.buf = buf
+	default:
+		s.buf = s.buf[:copy(s.buf, unread)]
 	}
-	return before
+	s.start = 0
+	n, err := s.r.Read(s.buf[len(s.buf):cap(s.buf)])
+	s.buf = s.buf[:len(s.buf)+n]
+	if errors.Is(err, io.EOF) {
+		s.eof = true
+		return nil
+	}
+	return err
 }

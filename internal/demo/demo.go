@@ -68,8 +68,8 @@ func NewHandler() http.Handler {
 // NewServer returns the demo MCP server with its tools:
 //   - echo returns its text;
 //   - add returns the sum of a and b;
-//   - countdown sends a progress notification for each of its steps, then
-//     returns "liftoff";
+//   - countdown sends a progress notification for each of its steps,
+//     interval_ms apart, then returns "liftoff";
 //   - sleep waits for ms milliseconds;
 //   - ask_model asks the client's model (sampling) and returns its answer.
 func NewServer() *mcp.Server {
@@ -104,7 +104,8 @@ func add(_ context.Context, _ *mcp.CallToolRequest, in addArgs) (*mcp.CallToolRe
 }
 
 type countdownArgs struct {
-	Steps int `json:"steps"`
+	Steps      int `json:"steps"`
+	IntervalMS int `json:"interval_ms,omitempty"`
 }
 
 func countdown(ctx context.Context, req *mcp.CallToolRequest, in countdownArgs) (*mcp.CallToolResult, any, error) {
@@ -119,6 +120,9 @@ func countdown(ctx context.Context, req *mcp.CallToolRequest, in countdownArgs) 
 		if err != nil {
 			return nil, nil, err
 		}
+		if err := wait(ctx, time.Duration(in.IntervalMS)*time.Millisecond); err != nil {
+			return nil, nil, err
+		}
 	}
 	return text("liftoff"), nil, nil
 }
@@ -128,13 +132,21 @@ type sleepArgs struct {
 }
 
 func sleep(ctx context.Context, _ *mcp.CallToolRequest, in sleepArgs) (*mcp.CallToolResult, any, error) {
-	t := time.NewTimer(time.Duration(in.MS) * time.Millisecond)
+	if err := wait(ctx, time.Duration(in.MS)*time.Millisecond); err != nil {
+		return nil, nil, err
+	}
+	return text(fmt.Sprintf("slept %dms", in.MS)), nil, nil
+}
+
+// wait waits for d or until ctx ends.
+func wait(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return text(fmt.Sprintf("slept %dms", in.MS)), nil, nil
+		return nil
 	case <-ctx.Done():
-		return nil, nil, ctx.Err()
+		return ctx.Err()
 	}
 }
 

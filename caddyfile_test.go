@@ -1,0 +1,134 @@
+package mcpsse
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"flag"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func TestUnmarshalCaddyfile(t *testing.T) {
+	tests := []struct {
+		name  string
+		input string
+		want  Handler
+		err   string // substring of the error
+		line  int    // the line the error names
+	}{
+		{
+			name:  "upstream only",
+			input: "mcp_sse {\n\tupstream http://127.0.0.1:8081/mcp\n}",
+			want:  Handler{Upstream: "http://127.0.0.1:8081/mcp"},
+		},
+		{
+			name: "every subdirective",
+			input: `mcp_sse {
+				upstream      https://mcp.example.com/mcp
+				prefix        /api
+				ping_interval 5s
+				max_lifetime  1h
+			}`,
+			want: Handler{
+				Upstream:     "https://mcp.example.com/mcp",
+				Prefix:       "/api",
+				PingInterval: caddy.Duration(5 * time.Second),
+				MaxLifetime:  caddy.Duration(time.Hour),
+			},
+		},
+		{
+			name:  "max_lifetime zero means no limit",
+			input: "mcp_sse {\n upstream http://a/mcp\n max_lifetime 0\n}",
+			want:  Handler{Upstream: "http://a/mcp"},
+		},
+		{name: "no upstream", input: "mcp_sse {\n prefix /x\n}", err: "upstream is required", line: 1},
+		{name: "empty block", input: "\nmcp_sse", err: "upstream is required", line: 2},
+		{name: "argument on directive", input: "mcp_sse http://a {\n upstream http://a\n}", err: "wrong argument count", line: 1},
+		{name: "unknown subdirective", input: "mcp_sse {\n upstream http://a\n ping 5s\n}", err: `unknown subdirective "ping"`, line: 3},
+		{name: "repeated subdirective", input: "mcp_sse {\n upstream http://a\n upstream http://b\n}", err: "subdirective upstream given more than once", line: 3},
+		{name: "upstream not http", input: "mcp_sse {\n upstream ftp://a/mcp\n}", err: "upstream \"ftp://a/mcp\": scheme must be http or https", line: 2},
+		{name: "upstream relative", input: "mcp_sse {\n upstream /mcp\n}", err: "upstream \"/mcp\": scheme must be http or https", line: 2},
+		{name: "upstream without host", input: "mcp_sse {\n upstream http:///mcp\n}", err: "upstream \"http:///mcp\": missing host", line: 2},
+		{name: "upstream missing value", input: "mcp_sse {\n upstream\n}", err: "wrong argument count", line: 2},
+		{name: "upstream two values", input: "mcp_sse {\n upstream http://a http://b\n}", err: "wrong argument count", line: 2},
+		{name: "prefix without slash", input: "mcp_sse {\n upstream http://a\n prefix api\n}", err: "prefix \"api\" must start with a slash", line: 3},
+		{name: "prefix with trailing slash", input: "mcp_sse {\n upstream http://a\n prefix /api/\n}", err: "must start with a slash and not end with one", line: 3},
+		{name: "bad duration", input: "mcp_sse {\n upstream http://a\n ping_interval soon\n}", err: `ping_interval: bad duration "soon"`, line: 3},
+		{name: "zero ping interval", input: "mcp_sse {\n upstream http://a\n ping_interval 0s\n}", err: `ping_interval: duration "0s" must be positive`, line: 3},
+		{name: "negative lifetime", input: "mcp_sse {\n upstream http://a\n max_lifetime -1s\n}", err: `max_lifetime: duration "-1s" must not be negative`, line: 3},
+		{name: "duration missing", input: "mcp_sse {\n upstream http://a\n max_lifetime\n}", err: "wrong argument count", line: 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var h Handler
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
+			if tc.err != "" {
+				where := fmt.Sprintf("Testfile:%d", tc.line)
+				if err == nil || !strings.Contains(err.Error(), tc.err) || (tc.line > 0 && !strings.Contains(err.Error(), where)) {
+					t.Fatalf("error %v, want one containing %q at %s", err, tc.err, where)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h != tc.want {
+				t.Errorf("got %+v, want %+v", h, tc.want)
+			}
+		})
+	}
+}
+
+// TestAdaptExample pins the JSON that Caddyfile.example adapts to, so that
+// every Caddyfile subdirective keeps its JSON key. Run with -update to
+// rewrite testdata/Caddyfile.example.json after a deliberate change.
+func TestAdaptExample(t *testing.T) {
+	input, err := os.ReadFile("Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adapted, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(input, map[string]any{"filename": "Caddyfile.example"})
+	if err != nil {
+		t.Fatalf("adapting Caddyfile.example: %v", err)
+	}
+	if len(warnings) > 0 {
+		t.Errorf("warnings: %v", warnings)
+	}
+	var got bytes.Buffer
+	if err := json.Indent(&got, adapted, "", "\t"); err != nil {
+		t.Fatal(err)
+	}
+	got.WriteByte('\n')
+	const golden = "testdata/Caddyfile.example.json"
+	if *update {
+		if err := os.WriteFile(golden, got.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Errorf("Caddyfile.example adapts to\n%s\nwant (%s)\n%s", got.Bytes(), golden, want)
+	}
+}
+
+// TestAdaptErrorNamesLine checks that a bad subdirective fails `caddy adapt`
+// with the file and line, not at the first request.
+func TestAdaptErrorNamesLine(t *testing.T) {
+	input := "http://127.0.0.1:9080 {\n\tmcp_sse {\n\t\tupstream http://127.0.0.1:1/mcp\n\t\tping_interval often\n\t}\n}\n"
+	_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), map[string]any{"filename": "Caddyfile"})
+	if err == nil || !strings.Contains(err.Error(), "Caddyfile:4") {
+		t.Errorf("adapt error %v, want one naming Caddyfile:4", err)
+	}
+}

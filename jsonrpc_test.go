@@ -1,0 +1,56 @@
+package mcpsse
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestParseMessages(t *testing.T) {
+	tests := []struct {
+		name  string
+		body  string
+		kinds []messageKind
+		code  int // JSON-RPC error code, 0 for success
+	}{
+		{"request", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, []messageKind{kindRequest}, 0},
+		{"string id", `{"jsonrpc":"2.0","id":"x","method":"ping"}`, []messageKind{kindRequest}, 0},
+		{"notification", `{"jsonrpc":"2.0","method":"notifications/initialized"}`, []messageKind{kindNotification}, 0},
+		{"result", `{"jsonrpc":"2.0","id":1,"result":{}}`, []messageKind{kindResponse}, 0},
+		{"error response", `{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"m"}}`, []messageKind{kindResponse}, 0},
+		{"batch", `[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","method":"b"}]`, []messageKind{kindRequest, kindNotification}, 0},
+		{"malformed", `{"jsonrpc":"2.0",`, nil, codeParseError},
+		{"empty body", ``, nil, codeParseError},
+		{"number", `42`, nil, codeInvalidRequest},
+		{"empty object", `{}`, nil, codeInvalidRequest},
+		{"wrong version", `{"jsonrpc":"1.0","id":1,"method":"a"}`, nil, codeInvalidRequest},
+		{"empty batch", `[]`, nil, codeInvalidRequest},
+		{"bad batch element", `[{"jsonrpc":"2.0","method":"a"},7]`, nil, codeInvalidRequest},
+		{"object id", `{"jsonrpc":"2.0","id":{},"method":"a"}`, nil, codeInvalidRequest},
+		{"result and error", `{"jsonrpc":"2.0","id":1,"result":1,"error":{}}`, nil, codeInvalidRequest},
+		{"response without id", `{"jsonrpc":"2.0","result":1}`, nil, codeInvalidRequest},
+		{"method not string", `{"jsonrpc":"2.0","method":5}`, nil, codeInvalidRequest},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			msgs, err := parseMessages([]byte(tc.body))
+			if tc.code != 0 {
+				var rpcErr *rpcError
+				if !errors.As(err, &rpcErr) || rpcErr.code != tc.code {
+					t.Fatalf("error %v, want JSON-RPC code %d", err, tc.code)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(msgs) != len(tc.kinds) {
+				t.Fatalf("%d messages, want %d", len(msgs), len(tc.kinds))
+			}
+			for i, m := range msgs {
+				if m.kind != tc.kinds[i] {
+					t.Errorf("message %d is a %v, want a %v", i, m.kind, tc.kinds[i])
+				}
+			}
+		})
+	}
+}

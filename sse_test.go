@@ -1,0 +1,69 @@
+package mcpsse
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestSSEReader(t *testing.T) {
+	tests := []struct {
+		name  string
+		input string
+		want  []string // data of each event
+	}{
+		{"one event", "event: message\ndata: {}\n\n", []string{"{}"}},
+		{"CRLF lines", "data: a\r\n\r\ndata: b\r\n\r\n", []string{"a", "b"}},
+		{"bare CR lines", "data: a\r\rdata: b\r\r", []string{"a", "b"}},
+		{"multi-line data joins with LF", "data: {\ndata:  \"a\": 1\ndata: }\n\n", []string{"{\n \"a\": 1\n}"}},
+		{"comments and unknown fields skipped", ": ping\n\nretry: 10\nfoo: bar\ndata: x\n\n", []string{"x"}},
+		{"no space after colon", "data:x\n\n", []string{"x"}},
+		{"event without data is skipped", "event: message\n\ndata: y\n\n", []string{"y"}},
+		{"unterminated last event dropped", "data: a\n\ndata: b", []string{"a"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newSSEReader(strings.NewReader(tc.input), 1<<20)
+			var got []string
+			for {
+				ev, err := r.next()
+				if err != nil {
+					if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+						t.Fatal(err)
+					}
+					break
+				}
+				got = append(got, string(ev.data))
+			}
+			if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+				t.Errorf("events %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSSEReaderLimit(t *testing.T) {
+	r := newSSEReader(strings.NewReader("data: "+strings.Repeat("x", 100)+"\n\n"), 50)
+	if _, err := r.next(); !errors.Is(err, errEventTooLarge) {
+		t.Errorf("error %v, want errEventTooLarge", err)
+	}
+}
+
+func TestSanitizeJSON(t *testing.T) {
+	in := "{\r\n  \"text\": \"line\\nbreak \u2028 sep \u2029 \\r\\n\\n\\ndata: x\"\n}"
+	got, err := sanitizeJSON([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(string(got), "\r\n\u2028\u2029") {
+		t.Errorf("sanitized JSON %q still holds a line break", got)
+	}
+	want := `{"text":"line\nbreak \u2028 sep \u2029 \r\n\n\ndata: x"}`
+	if string(got) != want {
+		t.Errorf("got %s, want %s", got, want)
+	}
+	if _, err := sanitizeJSON([]byte(`{"a":`)); err == nil {
+		t.Error("invalid JSON passed")
+	}
+}

@@ -1,0 +1,66 @@
+package mcpsse
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"testing"
+)
+
+// TestTypeScriptClient drives the gateway with the official TypeScript
+// SDK's SSEClientTransport (testdata/tsclient, installed by `npm ci`).
+// Outside CI a machine without node or the package skips it; in CI that is
+// a failure.
+func TestTypeScriptClient(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err == nil {
+		_, err = os.Stat("testdata/tsclient/node_modules/@modelcontextprotocol/sdk/package.json")
+	}
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("the TypeScript client cannot run: %v (run npm ci in testdata/tsclient)", err)
+		}
+		t.Skipf("the TypeScript client cannot run: %v (run npm ci in testdata/tsclient)", err)
+	}
+	up := newTestUpstream(t)
+	loadCaddyfile(t, gatewaySite(up.URL, ""))
+
+	cmd := exec.CommandContext(bounded(t), node, "client.mjs", gatewayURL+"/sse")
+	cmd.Dir = "testdata/tsclient"
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node client.mjs: %v\n%s", err, stdout)
+	}
+	var got struct {
+		Server    string
+		Tools     []string
+		Add       string
+		Countdown string
+		Progress  []float64
+		Sampled   string
+		Echoes    []string
+	}
+	if err := json.Unmarshal(stdout, &got); err != nil {
+		t.Fatalf("client output %q: %v", stdout, err)
+	}
+	if got.Server != "mcp-sse-demo" || !slices.Contains(got.Tools, "countdown") {
+		t.Errorf("server %q with tools %v", got.Server, got.Tools)
+	}
+	if got.Add != "42" {
+		t.Errorf("add = %q, want 42", got.Add)
+	}
+	if got.Countdown != "liftoff" || !slices.Equal(got.Progress, []float64{1, 2, 3}) {
+		t.Errorf("countdown = %q with progress %v, want liftoff after 1, 2, 3", got.Countdown, got.Progress)
+	}
+	if got.Sampled != "ts answers: ping?" {
+		t.Errorf("sampling answer = %q", got.Sampled)
+	}
+	for i, e := range got.Echoes {
+		if want := fmt.Sprintf("e%d", i); e != want {
+			t.Errorf("echo %d = %q, want %q", i, e, want)
+		}
+	}
+}
