@@ -16,6 +16,10 @@ import (
 // maxMessageSize bounds a POST body.
 const maxMessageSize = 4 << 20
 
+// errUnknownSession answers a POST for a session that is not (or no
+// longer) there.
+var errUnknownSession = errors.New("unknown or ended session")
+
 // ServeHTTP serves the stream and message endpoints and passes every other
 // request to next.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
@@ -58,7 +62,9 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) error {
 	if st.write(appendEndpointEvent(nil, endpointPath(r, h.Prefix)+"?sessionId="+sess.id)) == nil {
 		reason = sess.serve(r.Context(), st)
 	}
-	sess.end(reason)
+	// The stream is done; the upstream DELETE need not hold its response.
+	sess.stop(reason)
+	go sess.end(reason)
 	return nil
 }
 
@@ -85,7 +91,7 @@ func (h *Handler) serveMessage(w http.ResponseWriter, r *http.Request) error {
 	}
 	sess := h.store.get(id)
 	if sess == nil {
-		return caddyhttp.Error(http.StatusNotFound, errors.New("unknown or ended session"))
+		return caddyhttp.Error(http.StatusNotFound, errUnknownSession)
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mediaType, _, err := mime.ParseMediaType(ct)
@@ -108,7 +114,9 @@ func (h *Handler) serveMessage(w http.ResponseWriter, r *http.Request) error {
 	if c := h.logger.Check(zapcore.DebugLevel, "message from client"); c != nil {
 		c.Write(zap.String("session", sess.tag), zap.Int("messages", len(msgs)))
 	}
-	sess.forward(msgs, forwardedHeader(r))
+	if !sess.forward(msgs, forwardedHeader(r)) {
+		return caddyhttp.Error(http.StatusNotFound, errUnknownSession)
+	}
 	w.WriteHeader(http.StatusAccepted)
 	return nil
 }

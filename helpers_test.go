@@ -92,10 +92,10 @@ func newTestUpstream(t *testing.T) *testUpstream {
 			u.posts = append(u.posts, r.Header.Clone())
 		}
 		u.mu.Unlock()
-		mcpHandler.ServeHTTP(w, r)
 		if r.Method == http.MethodDelete {
 			u.deleted <- r.Header.Get(headerSessionID)
 		}
+		mcpHandler.ServeHTTP(w, r)
 	}))
 	u.URL = u.Server.URL + "/mcp"
 	t.Cleanup(u.Close)
@@ -173,27 +173,39 @@ func openRaw(t *testing.T, client *http.Client, url string, header http.Header) 
 	for k, v := range header {
 		req.Header[k] = v
 	}
+	s, err := openStream(client, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.resp.Body.Close() })
+	return s
+}
+
+// openStream opens a stream and reads its endpoint event; it fails no test,
+// for use in goroutines.
+func openStream(client *http.Client, req *http.Request) (*rawStream, error) {
 	if client == nil {
 		client = http.DefaultClient
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+		return nil, err
 	}
-	t.Cleanup(func() { resp.Body.Close() })
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", url, resp.Status)
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s: %s", req.URL, resp.Status)
 	}
 	s := &rawStream{resp: resp, lines: bufio.NewReader(resp.Body)}
 	ev, err := s.next()
-	if err != nil {
-		t.Fatalf("reading the endpoint event: %v", err)
+	if err == nil && ev.name != "endpoint" {
+		err = fmt.Errorf("first event is %q, want endpoint", ev.name)
 	}
-	if ev.name != "endpoint" {
-		t.Fatalf("first event is %q, want endpoint", ev.name)
+	if err != nil {
+		resp.Body.Close()
+		return nil, fmt.Errorf("reading the endpoint event: %w", err)
 	}
 	s.endpoint = string(ev.data)
-	return s
+	return s, nil
 }
 
 // rawEvent is one event or comment as it came over the wire.

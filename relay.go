@@ -32,15 +32,21 @@ var errNoResponse = errors.New("the upstream's answer ended without a response t
 // posted after every message posted before them. Each waits only until the
 // one before it has been written upstream, not for its answer, so a slow
 // tool call does not hold up a quick one.
-func (s *session) forward(msgs []message, header http.Header) {
+//
+// It reports false, forwarding nothing, once the session has stopped.
+func (s *session) forward(msgs []message, header http.Header) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.reason != "" {
+		return false
+	}
 	for _, m := range msgs {
 		prev := s.lastSent
 		sent := make(chan struct{})
 		s.lastSent = sent
 		go s.relay(m, header.Clone(), prev, sent)
 	}
+	return true
 }
 
 // relay forwards m once prev is closed, closes sent once m is on its way,
@@ -238,7 +244,7 @@ func (s *session) relayPayload(payload []byte, want json.RawMessage, onResponse 
 func (s *session) listen() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.listening || s.ended {
+	if s.listening || s.reason != "" {
 		return
 	}
 	s.listening = true
@@ -300,6 +306,8 @@ func (s *session) listenOnce() (retry bool, err error) {
 // deleteUpstream ends the session's upstream session. A 405 means the
 // upstream does not let clients end sessions, which is fine.
 func (s *session) deleteUpstream() {
+	s.store.deletes <- struct{}{}
+	defer func() { <-s.store.deletes }()
 	ctx, cancel := context.WithTimeout(context.Background(), upstreamDeleteTimeout)
 	defer cancel()
 	header := s.upstreamHeader(s.header.Clone())

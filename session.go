@@ -52,7 +52,8 @@ type session struct {
 	protocol   string        // the protocol version the upstream negotiated
 	lastSent   chan struct{} // closed once the last message posted has gone upstream
 	listening  bool          // the upstream's GET stream is being relayed
-	ended      bool
+	reason     string        // why the session stopped; "" while it runs
+	ended      bool          // the upstream session is being or was deleted
 }
 
 // open starts a session for the stream request r.
@@ -82,20 +83,33 @@ func (s *sessionStore) open(r *http.Request) (*session, error) {
 	return sess, nil
 }
 
-// end ends the session once: it stops its stream and upstream exchanges,
-// forgets it, and deletes its upstream session. Later calls wait for the
-// first to finish.
+// stop ends the session's stream and upstream exchanges at once and
+// refuses further messages. The first reason given is the one logged.
+func (s *session) stop(reason string) {
+	s.mu.Lock()
+	if s.reason == "" {
+		s.reason = reason
+	}
+	s.mu.Unlock()
+	s.cancel()
+}
+
+// end stops the session, deletes its upstream session, and then forgets
+// it, once; later calls wait for the first to finish. A session stays
+// findable while its upstream session is being deleted, so that ending
+// every session of a store waits for those DELETEs too.
 func (s *session) end(reason string) {
+	s.stop(reason)
 	s.endOnce.Do(func() {
-		s.cancel()
-		s.store.remove(s.id)
 		s.mu.Lock()
 		s.ended = true
 		hasUpstream := s.upstreamID != ""
+		reason := s.reason
 		s.mu.Unlock()
 		if hasUpstream {
 			s.deleteUpstream()
 		}
+		s.store.remove(s.id)
 		s.store.logger().Info("session ended",
 			zap.String("session", s.tag),
 			zap.String("reason", reason),

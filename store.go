@@ -16,6 +16,9 @@ import (
 // handler, and end when one removes it.
 var stores = caddy.NewUsagePool()
 
+// maxConcurrentDeletes bounds the upstream DELETEs of one store in flight.
+const maxConcurrentDeletes = 64
+
 // storeKey identifies a handler across configs. The upstream is part of it
 // because an upstream session lives on that upstream; the prefix because
 // the endpoint announced to clients depends on it.
@@ -36,6 +39,9 @@ type settings struct {
 // client for its upstream.
 type sessionStore struct {
 	upstream *upstreamClient
+	// deletes bounds the upstream DELETEs in flight, so that ending many
+	// sessions at once does not open a connection for each.
+	deletes chan struct{}
 
 	current atomic.Pointer[settings]
 	log     atomic.Pointer[zap.Logger]
@@ -48,6 +54,7 @@ type sessionStore struct {
 func newSessionStore(u *url.URL, logger *zap.Logger) *sessionStore {
 	s := &sessionStore{
 		upstream: newUpstreamClient(u),
+		deletes:  make(chan struct{}, maxConcurrentDeletes),
 		sessions: make(map[string]*session),
 	}
 	s.log.Store(logger)
@@ -89,8 +96,9 @@ func (s *sessionStore) remove(id string) {
 	s.mu.Unlock()
 }
 
-// endAll ends every session at once and waits until each has deleted its
-// upstream session (each DELETE is bounded by upstreamDeleteTimeout).
+// endAll stops every stream at once, then ends every session and waits
+// until each has deleted its upstream session (each DELETE is bounded by
+// upstreamDeleteTimeout, and at most maxConcurrentDeletes run at once).
 func (s *sessionStore) endAll(reason string) {
 	s.mu.Lock()
 	all := make([]*session, 0, len(s.sessions))
@@ -99,6 +107,9 @@ func (s *sessionStore) endAll(reason string) {
 	}
 	s.mu.Unlock()
 
+	for _, sess := range all {
+		sess.stop(reason)
+	}
 	var wg sync.WaitGroup
 	for _, sess := range all {
 		wg.Go(func() { sess.end(reason) })
