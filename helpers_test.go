@@ -59,22 +59,29 @@ func gatewaySite(upstream, subdirectives string) string {
 // tool and a record of what the gateway sent it.
 type testUpstream struct {
 	*httptest.Server
-	URL string
+	URL    string
+	server *mcp.Server
 
 	// release lets every pending call of the block tool return.
 	release chan struct{}
 	// deleted receives the session ID of every DELETE.
 	deleted chan string
+	// listened receives the session ID of every GET stream request.
+	listened chan string
 
-	mu      sync.Mutex
-	posts   []http.Header
-	methods []string
+	mu    sync.Mutex
+	posts []http.Header
 }
 
 func newTestUpstream(t *testing.T) *testUpstream {
 	t.Helper()
-	u := &testUpstream{release: make(chan struct{}), deleted: make(chan string, 4096)}
+	u := &testUpstream{
+		release:  make(chan struct{}),
+		deleted:  make(chan string, 4096),
+		listened: make(chan string, 4096),
+	}
 	srv := demo.NewServer()
+	u.server = srv
 	mcp.AddTool(srv, &mcp.Tool{Name: "block", Description: "Waits until the test releases it."},
 		func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
 			select {
@@ -86,14 +93,16 @@ func newTestUpstream(t *testing.T) *testUpstream {
 		})
 	mcpHandler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u.mu.Lock()
-		u.methods = append(u.methods, r.Method)
 		if r.Method == http.MethodPost {
+			u.mu.Lock()
 			u.posts = append(u.posts, r.Header.Clone())
+			u.mu.Unlock()
 		}
-		u.mu.Unlock()
-		if r.Method == http.MethodDelete {
+		switch r.Method {
+		case http.MethodDelete:
 			u.deleted <- r.Header.Get(headerSessionID)
+		case http.MethodGet:
+			u.listened <- r.Header.Get(headerSessionID)
 		}
 		mcpHandler.ServeHTTP(w, r)
 	}))

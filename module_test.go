@@ -152,6 +152,34 @@ func TestConcurrentCallsDoNotWaitForSlowOnes(t *testing.T) {
 	}
 }
 
+func TestMessagesNotTiedToARequestArrive(t *testing.T) {
+	up := newTestUpstream(t)
+	loadCaddyfile(t, gatewaySite(up.URL, ""))
+	changed := make(chan struct{}, 1)
+	cs := connect(t, gatewayURL+"/sse", &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {
+			changed <- struct{}{}
+		},
+	}, nil)
+	select {
+	case <-up.listened:
+	case <-bounded(t).Done():
+		t.Fatal("the gateway never opened the upstream's GET stream")
+	}
+	// Adding a tool makes the upstream announce it on its GET stream.
+	mcp.AddTool(up.server, &mcp.Tool{Name: "late"}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{}, nil, nil
+	})
+	select {
+	case <-changed:
+	case <-bounded(t).Done():
+		t.Fatal("notifications/tools/list_changed never reached the client")
+	}
+	if _, err := cs.CallTool(bounded(t), &mcp.CallToolParams{Name: "late"}); err != nil {
+		t.Errorf("calling the announced tool: %v", err)
+	}
+}
+
 func TestCloseDeletesUpstreamSession(t *testing.T) {
 	up := newTestUpstream(t)
 	loadCaddyfile(t, gatewaySite(up.URL, ""))
