@@ -1,10 +1,14 @@
 package mcpsse
 
 import (
+	"math"
+	"strconv"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
 )
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -18,8 +22,14 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	mcp_sse [<matcher>] {
 //		upstream      <url>
 //		prefix        <path>
-//		ping_interval <duration>
-//		max_lifetime  <duration>
+//		ping_interval    <duration>
+//		max_lifetime     <duration>
+//		max_message_size <size>
+//		max_sessions     <n>
+//		allowed_origins  <origin...>
+//		send_timeout     <duration>
+//		queue_size       <n>
+//		upstream_timeout <duration>
 //	}
 //
 // Each subdirective may appear once. Unknown subdirectives are errors, not
@@ -32,6 +42,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	directive.Next()
 	if d.NextArg() {
 		return d.ArgErr()
+	}
+	durations := map[string]*caddy.Duration{
+		"ping_interval":    &h.PingInterval,
+		"max_lifetime":     &h.MaxLifetime,
+		"send_timeout":     &h.SendTimeout,
+		"upstream_timeout": &h.UpstreamTimeout,
 	}
 	seen := make(map[string]bool)
 	for d.NextBlock(0) {
@@ -57,18 +73,45 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Err(err.Error())
 			}
 			h.Prefix = d.Val()
-		case "ping_interval":
-			dur, err := parseDuration(d, false)
+		case "ping_interval", "max_lifetime", "send_timeout", "upstream_timeout":
+			// Only max_lifetime has a meaning for zero: no limit.
+			dur, err := parseDuration(d, name == "max_lifetime")
 			if err != nil {
 				return err
 			}
-			h.PingInterval = dur
-		case "max_lifetime":
-			dur, err := parseDuration(d, true)
+			*durations[name] = dur
+		case "max_message_size":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			size, err := humanize.ParseBytes(d.Val())
+			if err != nil || size == 0 || size > math.MaxInt64 {
+				return d.Errf("max_message_size: bad size %q", d.Val())
+			}
+			h.MaxMessageSize = int64(size)
+		case "max_sessions":
+			n, err := parseCount(d, true)
 			if err != nil {
 				return err
 			}
-			h.MaxLifetime = dur
+			h.MaxSessions = n
+		case "queue_size":
+			n, err := parseCount(d, false)
+			if err != nil {
+				return err
+			}
+			h.QueueSize = n
+		case "allowed_origins":
+			origins := d.RemainingArgs()
+			if len(origins) == 0 {
+				return d.ArgErr()
+			}
+			for _, o := range origins {
+				if err := checkOrigin(o); err != nil {
+					return d.Err(err.Error())
+				}
+			}
+			h.AllowedOrigins = origins
 		default:
 			return d.Errf("unknown subdirective %q", name)
 		}
@@ -80,6 +123,20 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return directive.Err("mcp_sse: upstream is required")
 	}
 	return nil
+}
+
+// parseCount reads a subdirective's one whole-number argument, which must
+// be positive, or zero where zeroOK.
+func parseCount(d *caddyfile.Dispenser, zeroOK bool) (int, error) {
+	name := d.Val()
+	if !d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	n, err := strconv.Atoi(d.Val())
+	if err != nil || n < 0 || (n == 0 && !zeroOK) {
+		return 0, d.Errf("%s: %q is not a positive whole number", name, d.Val())
+	}
+	return n, nil
 }
 
 // parseDuration reads a subdirective's one duration argument, which must be

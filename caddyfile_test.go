@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -37,12 +38,24 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				prefix        /api
 				ping_interval 5s
 				max_lifetime  1h
+				max_message_size 1MiB
+				max_sessions 100
+				allowed_origins https://app.example.com http://localhost:3000
+				send_timeout 3s
+				queue_size 8
+				upstream_timeout 1m
 			}`,
 			want: Handler{
-				Upstream:     "https://mcp.example.com/mcp",
-				Prefix:       "/api",
-				PingInterval: caddy.Duration(5 * time.Second),
-				MaxLifetime:  caddy.Duration(time.Hour),
+				Upstream:        "https://mcp.example.com/mcp",
+				Prefix:          "/api",
+				PingInterval:    caddy.Duration(5 * time.Second),
+				MaxLifetime:     caddy.Duration(time.Hour),
+				MaxMessageSize:  1 << 20,
+				MaxSessions:     100,
+				AllowedOrigins:  []string{"https://app.example.com", "http://localhost:3000"},
+				SendTimeout:     caddy.Duration(3 * time.Second),
+				QueueSize:       8,
+				UpstreamTimeout: caddy.Duration(time.Minute),
 			},
 		},
 		{
@@ -65,6 +78,12 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "bad duration", input: "mcp_sse {\n upstream http://a\n ping_interval soon\n}", err: `ping_interval: bad duration "soon"`, line: 3},
 		{name: "zero ping interval", input: "mcp_sse {\n upstream http://a\n ping_interval 0s\n}", err: `ping_interval: duration "0s" must be positive`, line: 3},
 		{name: "negative lifetime", input: "mcp_sse {\n upstream http://a\n max_lifetime -1s\n}", err: `max_lifetime: duration "-1s" must not be negative`, line: 3},
+		{name: "bad size", input: "mcp_sse {\n upstream http://a\n max_message_size lots\n}", err: `max_message_size: bad size "lots"`, line: 3},
+		{name: "zero queue", input: "mcp_sse {\n upstream http://a\n queue_size 0\n}", err: `queue_size: "0" is not a positive whole number`, line: 3},
+		{name: "negative sessions", input: "mcp_sse {\n upstream http://a\n max_sessions -1\n}", err: `max_sessions: "-1" is not a positive whole number`, line: 3},
+		{name: "origin with path", input: "mcp_sse {\n upstream http://a\n allowed_origins https://a.example/x\n}", err: `allowed origin "https://a.example/x" must be scheme://host[:port]`, line: 3},
+		{name: "no origins", input: "mcp_sse {\n upstream http://a\n allowed_origins\n}", err: "wrong argument count", line: 3},
+		{name: "zero upstream timeout", input: "mcp_sse {\n upstream http://a\n upstream_timeout 0\n}", err: `upstream_timeout: duration "0" must be positive`, line: 3},
 		{name: "duration missing", input: "mcp_sse {\n upstream http://a\n max_lifetime\n}", err: "wrong argument count", line: 3},
 	}
 	for _, tc := range tests {
@@ -81,7 +100,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if h != tc.want {
+			if !reflect.DeepEqual(h, tc.want) {
 				t.Errorf("got %+v, want %+v", h, tc.want)
 			}
 		})

@@ -13,8 +13,9 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// maxMessageSize bounds a POST body.
-const maxMessageSize = 4 << 20
+// retryAfterSeconds is what a client refused for too many sessions is told
+// to wait.
+const retryAfterSeconds = "5"
 
 // errUnknownSession answers a POST for a session that is not (or no
 // longer) there.
@@ -23,6 +24,9 @@ var errUnknownSession = errors.New("unknown or ended session")
 // ServeHTTP serves the stream and message endpoints and passes every other
 // request to next.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if p := r.URL.Path; (p == h.Prefix+"/sse" || p == h.Prefix+"/message") && !h.originAllowed(r) {
+		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("origin %q not allowed", r.Header.Get("Origin")))
+	}
 	switch r.URL.Path {
 	case h.Prefix + "/sse":
 		if r.Method != http.MethodGet {
@@ -45,6 +49,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) error {
 	sess, err := h.store.open(r)
 	if err != nil {
+		w.Header().Set("Retry-After", retryAfterSeconds)
 		return caddyhttp.Error(http.StatusServiceUnavailable, err)
 	}
 	hdr := w.Header()
@@ -89,8 +94,9 @@ func (h *Handler) serveMessage(w http.ResponseWriter, r *http.Request) error {
 	if id == "" {
 		return writeRPCError(w, http.StatusBadRequest, codeInvalidRequest, "missing sessionId query parameter")
 	}
+	// Another user's session is as unknown as one that never was.
 	sess := h.store.get(id)
-	if sess == nil {
+	if sess == nil || !sess.ownedBy(authUser(r)) {
 		return caddyhttp.Error(http.StatusNotFound, errUnknownSession)
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
@@ -99,10 +105,10 @@ func (h *Handler) serveMessage(w http.ResponseWriter, r *http.Request) error {
 			return caddyhttp.Error(http.StatusUnsupportedMediaType, fmt.Errorf("content type %q is not JSON", ct))
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxMessageSize))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.MaxMessageSize))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return caddyhttp.Error(http.StatusRequestEntityTooLarge, fmt.Errorf("message over %d bytes", maxMessageSize))
+			return caddyhttp.Error(http.StatusRequestEntityTooLarge, fmt.Errorf("message over %d bytes", h.MaxMessageSize))
 		}
 		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading message: %w", err))
 	}
@@ -119,6 +125,28 @@ func (h *Handler) serveMessage(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.WriteHeader(http.StatusAccepted)
 	return nil
+}
+
+// originAllowed reports whether r may use the endpoints: it carries no
+// Origin header, or its own origin, or one of AllowedOrigins.
+func (h *Handler) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	scheme := "https"
+	if r.TLS == nil {
+		scheme = "http"
+	}
+	if strings.EqualFold(origin, scheme+"://"+r.Host) {
+		return true
+	}
+	for _, allowed := range h.AllowedOrigins {
+		if strings.EqualFold(origin, allowed) {
+			return true
+		}
+	}
+	return false
 }
 
 // writeRPCError answers with status and a JSON-RPC error body with a null

@@ -30,6 +30,9 @@ func init() {
 // Default values of the handler's settings.
 const (
 	defaultPingInterval    = 15 * time.Second
+	defaultMaxMessageSize  = 4 << 20
+	defaultSendTimeout     = 10 * time.Second
+	defaultQueueSize       = 16
 	defaultUpstreamTimeout = 30 * time.Second
 )
 
@@ -62,6 +65,34 @@ type Handler struct {
 	// cleanly and its session ends with it. Default: 0, no limit.
 	MaxLifetime caddy.Duration `json:"max_lifetime,omitempty"`
 
+	// The largest message body taken, in bytes. A larger POST gets 413 and
+	// is read no further than the limit. Default: 4 MiB.
+	MaxMessageSize int64 `json:"max_message_size,omitempty"`
+
+	// The most sessions this handler holds at once. Past it, a new stream
+	// gets 503 with Retry-After. Default: 0, no limit.
+	MaxSessions int `json:"max_sessions,omitempty"`
+
+	// Origins (scheme://host[:port]) allowed to use the endpoints besides
+	// the request's own. A request whose Origin header is neither gets 403,
+	// which guards browsers against DNS rebinding; requests without Origin
+	// (non-browser clients) are allowed. Default: none.
+	AllowedOrigins []string `json:"allowed_origins,omitempty"`
+
+	// How long a client may take to accept an event. A client that does
+	// not is disconnected and its session ends, instead of holding memory.
+	// Default: 10s.
+	SendTimeout caddy.Duration `json:"send_timeout,omitempty"`
+
+	// How many events a session buffers for its stream before the relay of
+	// upstream answers waits for the client; nothing is ever dropped.
+	// Default: 16.
+	QueueSize int `json:"queue_size,omitempty"`
+
+	// How long to wait for the upstream's response headers. An answer that
+	// streams may take longer once its headers are in. Default: 30s.
+	UpstreamTimeout caddy.Duration `json:"upstream_timeout,omitempty"`
+
 	upstreamURL *url.URL
 	storeKey    string
 	store       *sessionStore
@@ -83,6 +114,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	if h.PingInterval == 0 {
 		h.PingInterval = caddy.Duration(defaultPingInterval)
+	}
+	if h.MaxMessageSize == 0 {
+		h.MaxMessageSize = defaultMaxMessageSize
+	}
+	if h.SendTimeout == 0 {
+		h.SendTimeout = caddy.Duration(defaultSendTimeout)
+	}
+	if h.QueueSize == 0 {
+		h.QueueSize = defaultQueueSize
+	}
+	if h.UpstreamTimeout == 0 {
+		h.UpstreamTimeout = caddy.Duration(defaultUpstreamTimeout)
 	}
 	u, err := parseUpstream(h.Upstream)
 	if err != nil {
@@ -121,6 +164,17 @@ func (h *Handler) Validate() error {
 	if h.MaxLifetime < 0 {
 		return fmt.Errorf("max_lifetime must not be negative, got %v", time.Duration(h.MaxLifetime))
 	}
+	if h.MaxMessageSize < 0 || h.MaxSessions < 0 || h.QueueSize < 0 {
+		return fmt.Errorf("max_message_size, max_sessions and queue_size must not be negative")
+	}
+	if h.SendTimeout < 0 || h.UpstreamTimeout < 0 {
+		return fmt.Errorf("send_timeout and upstream_timeout must not be negative")
+	}
+	for _, o := range h.AllowedOrigins {
+		if err := checkOrigin(o); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -142,7 +196,10 @@ func (h *Handler) settings() *settings {
 	return &settings{
 		pingInterval:    time.Duration(h.PingInterval),
 		maxLifetime:     time.Duration(h.MaxLifetime),
-		upstreamTimeout: defaultUpstreamTimeout,
+		sendTimeout:     time.Duration(h.SendTimeout),
+		upstreamTimeout: time.Duration(h.UpstreamTimeout),
+		queueSize:       h.QueueSize,
+		maxSessions:     h.MaxSessions,
 		changed:         make(chan struct{}),
 	}
 }
@@ -179,6 +236,15 @@ func checkPrefix(prefix string) error {
 	}
 	if strings.ContainsAny(prefix, "?#") {
 		return fmt.Errorf("prefix %q must be a path without query or fragment", prefix)
+	}
+	return nil
+}
+
+// checkOrigin checks that origin is a bare scheme://host[:port].
+func checkOrigin(origin string) error {
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
+		return fmt.Errorf("allowed origin %q must be scheme://host[:port]", origin)
 	}
 	return nil
 }

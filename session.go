@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 )
@@ -16,17 +17,17 @@ import (
 // Why a session ended, as logged.
 const (
 	reasonClientGone     = "client_gone"
+	reasonSlowClient     = "slow_client"
 	reasonLifetime       = "lifetime"
 	reasonShutdown       = "shutdown"
 	reasonHandlerRemoved = "handler_removed"
 )
 
-// eventQueueSize is how many events a session buffers for its stream before
-// the relays that produce them wait for the client.
-const eventQueueSize = 16
-
-// errStoreClosed refuses sessions to a store whose handler is gone.
-var errStoreClosed = errors.New("the handler of this endpoint is being removed")
+// Errors that refuse a new session.
+var (
+	errStoreClosed     = errors.New("the handler of this endpoint is being removed")
+	errTooManySessions = errors.New("too many sessions")
+)
 
 // session is one client's MCP session: its stream, its queue of events for
 // that stream, and its session on the upstream.
@@ -37,6 +38,7 @@ type session struct {
 	created time.Time
 	remote  string
 	header  http.Header // of the GET that opened the session, for upstream GET and DELETE
+	user    string      // the authenticated user who opened it, if any
 
 	// events carries compact JSON-RPC messages to the stream, in order.
 	events chan []byte
@@ -70,14 +72,15 @@ func (s *sessionStore) open(r *http.Request) (*session, error) {
 		created:  time.Now(),
 		remote:   r.RemoteAddr,
 		header:   forwardedHeader(r),
-		events:   make(chan []byte, eventQueueSize),
+		user:     authUser(r),
+		events:   make(chan []byte, s.settings().queueSize),
 		ctx:      ctx,
 		cancel:   cancel,
 		lastSent: sent,
 	}
-	if !s.add(sess) {
+	if err := s.add(sess); err != nil {
 		cancel()
-		return nil, errStoreClosed
+		return nil, err
 	}
 	s.logger().Info("session opened", zap.String("session", sess.tag), zap.String("remote", sess.remote))
 	return sess, nil
@@ -159,4 +162,21 @@ func (s *session) deliver(data []byte) error {
 	case <-s.ctx.Done():
 		return s.ctx.Err()
 	}
+}
+
+// authUser returns the user that an authentication handler ahead in the
+// route (basic_auth, forward_auth, …) set for r, or "".
+func authUser(r *http.Request) string {
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return ""
+	}
+	user, _ := repl.GetString("http.auth.user.id")
+	return user
+}
+
+// ownedBy reports whether a POST from user may use the session: a session
+// opened by an authenticated user takes messages only from that user.
+func (s *session) ownedBy(user string) bool {
+	return s.user == "" || s.user == user
 }

@@ -31,7 +31,10 @@ func storeKey(upstream *url.URL, prefix string) string {
 type settings struct {
 	pingInterval    time.Duration
 	maxLifetime     time.Duration
+	sendTimeout     time.Duration
 	upstreamTimeout time.Duration
+	queueSize       int
+	maxSessions     int
 	changed         chan struct{}
 }
 
@@ -73,15 +76,19 @@ func (s *sessionStore) settings() *settings { return s.current.Load() }
 
 func (s *sessionStore) logger() *zap.Logger { return s.log.Load() }
 
-// add registers a new session; it reports false once the store is closed.
-func (s *sessionStore) add(sess *session) bool {
+// add registers a new session, unless the store is closed or holds the
+// most sessions its settings allow.
+func (s *sessionStore) add(sess *session) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return false
+		return errStoreClosed
+	}
+	if limit := s.settings().maxSessions; limit > 0 && len(s.sessions) >= limit {
+		return errTooManySessions
 	}
 	s.sessions[sess.id] = sess
-	return true
+	return nil
 }
 
 func (s *sessionStore) get(id string) *session {

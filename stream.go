@@ -2,28 +2,46 @@ package mcpsse
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"os"
 	"time"
 )
 
 // stream writes events to a client's open event stream.
 type stream struct {
-	w   http.ResponseWriter
-	rc  *http.ResponseController
-	buf []byte
+	w           http.ResponseWriter
+	rc          *http.ResponseController
+	buf         []byte
+	sendTimeout time.Duration
 }
 
 func newStream(w http.ResponseWriter) *stream {
 	return &stream{w: w, rc: http.NewResponseController(w)}
 }
 
-// write writes p and flushes it to the client at once. Any error means the
-// client is gone.
+// write writes p and flushes it to the client at once, giving the client
+// sendTimeout to take it. Any error means the client is gone or too slow.
 func (st *stream) write(p []byte) error {
+	if st.sendTimeout > 0 {
+		// The deadline bounds this write only: on HTTP/2 a deadline left
+		// armed would reset the stream while it idles between events.
+		if err := st.rc.SetWriteDeadline(time.Now().Add(st.sendTimeout)); err == nil {
+			defer func() { _ = st.rc.SetWriteDeadline(time.Time{}) }()
+		}
+	}
 	if _, err := st.w.Write(p); err != nil {
 		return err
 	}
 	return st.rc.Flush()
+}
+
+// goneReason tells a client that left from one that stopped taking events.
+func goneReason(err error) string {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return reasonSlowClient
+	}
+	return reasonClientGone
 }
 
 // writeMessage writes one message event.
@@ -42,6 +60,7 @@ func (st *stream) writeMessage(sessionID string, seq uint64, data []byte) error 
 // stopped. A reload's new settings apply at once.
 func (s *session) serve(ctx context.Context, st *stream) string {
 	cfg := s.store.settings()
+	st.sendTimeout = cfg.sendTimeout
 	ping := time.NewTimer(cfg.pingInterval)
 	defer ping.Stop()
 	lifetime := newLifetimeTimer(s.created, cfg.maxLifetime)
@@ -51,19 +70,20 @@ func (s *session) serve(ctx context.Context, st *stream) string {
 		select {
 		case data := <-s.events:
 			seq++
-			if st.writeMessage(s.id, seq, data) != nil {
-				return reasonClientGone
+			if err := st.writeMessage(s.id, seq, data); err != nil {
+				return goneReason(err)
 			}
 			ping.Reset(cfg.pingInterval)
 		case <-ping.C:
-			if st.write(pingComment) != nil {
-				return reasonClientGone
+			if err := st.write(pingComment); err != nil {
+				return goneReason(err)
 			}
 			ping.Reset(cfg.pingInterval)
 		case <-lifetime.C:
 			return reasonLifetime
 		case <-cfg.changed:
 			cfg = s.store.settings()
+			st.sendTimeout = cfg.sendTimeout
 			ping.Reset(cfg.pingInterval)
 			lifetime.Stop()
 			lifetime = newLifetimeTimer(s.created, cfg.maxLifetime)
