@@ -3,6 +3,7 @@ package mcpsse
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -278,6 +279,26 @@ func (s *rawStream) post(t *testing.T, body string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// initialize sends initialize and waits for its answer on the stream.
+func (s *rawStream) initialize(client *http.Client, base string) error {
+	resp, err := client.Post(base+s.endpoint, "application/json", strings.NewReader(initializeRequest))
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("initialize answered %s", resp.Status)
+	}
+	ev, err := s.nextMessage()
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(string(ev.data), `"result"`) {
+		return errors.New("initialize failed: " + string(ev.data))
+	}
+	return nil
 }
 
 const initializeRequest = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`

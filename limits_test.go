@@ -42,8 +42,7 @@ func TestBadMessagesAreRefusedAndSessionStaysUsable(t *testing.T) {
 	up := newTestUpstream(t)
 	loadCaddyfile(t, gatewaySite(up.URL, "max_message_size 1KiB"))
 	stream := openRaw(t, nil, gatewayURL+"/sse", nil)
-	stream.post(t, initializeRequest)
-	if _, err := stream.nextMessage(); err != nil {
+	if err := stream.initialize(http.DefaultClient, gatewayURL); err != nil {
 		t.Fatal(err)
 	}
 	up.mu.Lock()
@@ -201,8 +200,7 @@ func TestSlowClientIsDisconnected(t *testing.T) {
 	dialer := &net.Dialer{Control: smallReceiveBuffer}
 	stuckClient := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}}
 	stuck := openRaw(t, stuckClient, gatewayURL+"/sse", nil)
-	stuck.post(t, initializeRequest)
-	if _, err := stuck.nextMessage(); err != nil {
+	if err := stuck.initialize(http.DefaultClient, gatewayURL); err != nil {
 		t.Fatal(err)
 	}
 	big := strings.Repeat("x", 1<<20)

@@ -307,8 +307,7 @@ func TestBatchEachMessageAnswered(t *testing.T) {
 	up := newTestUpstream(t)
 	loadCaddyfile(t, gatewaySite(up.URL, ""))
 	stream := openRaw(t, nil, gatewayURL+"/sse", nil)
-	stream.post(t, initializeRequest)
-	if _, err := stream.nextMessage(); err != nil {
+	if err := stream.initialize(http.DefaultClient, gatewayURL); err != nil {
 		t.Fatal(err)
 	}
 	batch := `[{"jsonrpc":"2.0","method":"notifications/initialized"},

@@ -196,10 +196,11 @@ func (s *session) relayEvents(body io.Reader, want json.RawMessage, onResponse f
 	for {
 		ev, err := events.next()
 		if err != nil {
-			if want == nil && errors.Is(err, io.EOF) {
+			ended := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+			switch {
+			case ended && want == nil:
 				return nil
-			}
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			case ended:
 				return errNoResponse
 			}
 			return fmt.Errorf("reading upstream event stream: %w", err)

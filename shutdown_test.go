@@ -1,7 +1,6 @@
 package mcpsse
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -178,24 +176,4 @@ http://%s {
 	if n := len(up.deleted); n != sessions {
 		t.Errorf("%d upstream sessions deleted, want %d", n, sessions)
 	}
-}
-
-// initialize sends initialize and waits for its answer on the stream.
-func (s *rawStream) initialize(client *http.Client, base string) error {
-	resp, err := client.Post(base+s.endpoint, "application/json", strings.NewReader(initializeRequest))
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		return fmt.Errorf("initialize answered %s", resp.Status)
-	}
-	ev, err := s.nextMessage()
-	if err != nil {
-		return err
-	}
-	if !strings.Contains(string(ev.data), `"result"`) {
-		return errors.New("initialize failed: " + string(ev.data))
-	}
-	return nil
 }
