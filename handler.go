@@ -55,9 +55,9 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) error {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	// no-transform keeps encode (and any proxy that honors it) from
-	// compressing the stream: a compressor per stream would cost far more
-	// memory than the session itself for hours, to save little on small
-	// events.
+	// compressing the stream: it would hold a compressor, window and
+	// tables, per stream for the stream's whole life, to save little on
+	// small events.
 	hdr.Set("Cache-Control", "no-cache, no-transform")
 	hdr.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
