@@ -24,24 +24,25 @@ var errUnknownSession = errors.New("unknown or ended session")
 // ServeHTTP serves the stream and message endpoints and passes every other
 // request to next.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if p := r.URL.Path; (p == h.Prefix+"/sse" || p == h.Prefix+"/message") && !h.originAllowed(r) {
+	path := r.URL.Path
+	if path != h.streamPath && path != h.messagePath {
+		return next.ServeHTTP(w, r)
+	}
+	if !h.originAllowed(r) {
 		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("origin %q not allowed", r.Header.Get("Origin")))
 	}
-	switch r.URL.Path {
-	case h.Prefix + "/sse":
+	if path == h.streamPath {
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", http.MethodGet)
 			return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("%s not allowed on the stream endpoint", r.Method))
 		}
 		return h.serveStream(w, r)
-	case h.Prefix + "/message":
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", http.MethodPost)
-			return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("%s not allowed on the message endpoint", r.Method))
-		}
-		return h.serveMessage(w, r)
 	}
-	return next.ServeHTTP(w, r)
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("%s not allowed on the message endpoint", r.Method))
+	}
+	return h.serveMessage(w, r)
 }
 
 // serveStream opens a session and serves its event stream until the

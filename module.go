@@ -94,6 +94,8 @@ type Handler struct {
 	UpstreamTimeout caddy.Duration `json:"upstream_timeout,omitempty"`
 
 	upstreamURL *url.URL
+	streamPath  string // <prefix>/sse
+	messagePath string // <prefix>/message
 	storeKey    string
 	store       *sessionStore
 	logger      *zap.Logger
@@ -135,6 +137,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := checkPrefix(h.Prefix); err != nil {
 		return err
 	}
+	h.streamPath, h.messagePath = h.Prefix+"/sse", h.Prefix+"/message"
 
 	eventsAppIface, err := ctx.App("events")
 	if err != nil {
