@@ -2,14 +2,19 @@ package mcpsse
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +33,12 @@ const (
 // (a reload when one is running), with the global options every test uses.
 func loadCaddyfile(t *testing.T, sites string) {
 	t.Helper()
+	loadCaddyfileWith(t, "", sites)
+}
+
+// loadCaddyfileWith is loadCaddyfile with more global options.
+func loadCaddyfileWith(t *testing.T, globals, sites string) {
+	t.Helper()
 	tester := caddytest.NewTester(t)
 	tester.InitServer(`{
 	admin localhost:2999
@@ -35,11 +46,59 @@ func loadCaddyfile(t *testing.T, sites string) {
 	https_port 9443
 	skip_install_trust
 	local_certs
+`+globals+`
 }
 `+sites, "caddyfile")
 	if t.Failed() {
 		t.FailNow()
 	}
+}
+
+// caddyLog is a file the in-process Caddy writes its logs to as JSON lines.
+type caddyLog struct {
+	path string
+}
+
+// logEntry is one line of a caddyLog, with every field kept.
+type logEntry map[string]any
+
+func (e logEntry) String() string {
+	b, _ := json.Marshal(map[string]any(e))
+	return string(b)
+}
+
+// newCaddyLog returns a log file for the test and the global option that
+// makes Caddy write the logs of the given loggers at level and above to it.
+func newCaddyLog(t *testing.T, level string, loggers ...string) (*caddyLog, string) {
+	l := &caddyLog{path: filepath.Join(t.TempDir(), "caddy.log")}
+	include := ""
+	if len(loggers) > 0 {
+		include = "include " + strings.Join(loggers, " ")
+	}
+	return l, fmt.Sprintf(`log {
+	output file %s
+	format json
+	level %s
+	%s
+}`, l.path, level, include)
+}
+
+// entries returns what was logged so far.
+func (l *caddyLog) entries(t *testing.T) []logEntry {
+	t.Helper()
+	data, err := os.ReadFile(l.path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	var out []logEntry
+	for line := range strings.Lines(string(data)) {
+		var e logEntry
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // gatewaySite is a site on gatewayURL with one mcp_sse handler for upstream
@@ -70,8 +129,13 @@ type testUpstream struct {
 	// listened receives the session ID of every GET stream request.
 	listened chan string
 
-	mu    sync.Mutex
-	posts []http.Header
+	// handler is the MCP server's; posts, once set, answers POSTs in
+	// its place, to misbehave or reframe in a test's own way.
+	handler http.Handler
+	posts   atomic.Pointer[http.HandlerFunc]
+
+	mu          sync.Mutex
+	postHeaders []http.Header
 }
 
 func newTestUpstream(t *testing.T) *testUpstream {
@@ -92,12 +156,16 @@ func newTestUpstream(t *testing.T) *testUpstream {
 				return nil, nil, ctx.Err()
 			}
 		})
-	mcpHandler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)
+	u.handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost {
 			u.mu.Lock()
-			u.posts = append(u.posts, r.Header.Clone())
+			u.postHeaders = append(u.postHeaders, r.Header.Clone())
 			u.mu.Unlock()
+			if posts := u.posts.Load(); posts != nil {
+				(*posts)(w, r)
+				return
+			}
 		}
 		switch r.Method {
 		case http.MethodDelete:
@@ -105,21 +173,36 @@ func newTestUpstream(t *testing.T) *testUpstream {
 		case http.MethodGet:
 			u.listened <- r.Header.Get(headerSessionID)
 		}
-		mcpHandler.ServeHTTP(w, r)
+		u.handler.ServeHTTP(w, r)
 	}))
 	u.URL = u.Server.URL + "/mcp"
 	t.Cleanup(u.Close)
 	return u
 }
 
+// failCalls makes the upstream answer the calls of the tool "broken" with
+// fail, and everything else as the MCP server does.
+func (u *testUpstream) failCalls(fail http.HandlerFunc) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if err == nil && bytes.Contains(body, []byte(`"name":"broken"`)) {
+			fail(w, r)
+			return
+		}
+		u.handler.ServeHTTP(w, r)
+	})
+	u.posts.Store(&h)
+}
+
 // lastPostHeader returns the headers of the last POST the upstream got.
 func (u *testUpstream) lastPostHeader() http.Header {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if len(u.posts) == 0 {
+	if len(u.postHeaders) == 0 {
 		return nil
 	}
-	return u.posts[len(u.posts)-1]
+	return u.postHeaders[len(u.postHeaders)-1]
 }
 
 // waitDeleted waits for the DELETE of one upstream session.

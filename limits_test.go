@@ -46,7 +46,7 @@ func TestBadMessagesAreRefusedAndSessionStaysUsable(t *testing.T) {
 		t.Fatal(err)
 	}
 	up.mu.Lock()
-	postsBefore := len(up.posts)
+	postsBefore := len(up.postHeaders)
 	up.mu.Unlock()
 
 	tests := []struct {
@@ -76,7 +76,7 @@ func TestBadMessagesAreRefusedAndSessionStaysUsable(t *testing.T) {
 		})
 	}
 	up.mu.Lock()
-	leaked := len(up.posts) - postsBefore
+	leaked := len(up.postHeaders) - postsBefore
 	up.mu.Unlock()
 	if leaked != 0 {
 		t.Errorf("%d refused messages reached the upstream", leaked)

@@ -24,10 +24,6 @@ const maxUpstreamMessage = 64 << 20
 // opened again after it broke.
 const listenBackoffMax = 30 * time.Second
 
-// errNoResponse is returned when the upstream's answer to a request ended
-// without the response to it.
-var errNoResponse = errors.New("the upstream's answer ended without a response to the request")
-
 // forward sends msgs upstream, one request each, in the order they were
 // posted after every message posted before them. Each waits only until the
 // one before it has been written upstream, not for its answer, so a slow
@@ -64,13 +60,15 @@ func (s *session) relay(m message, header http.Header, prev <-chan struct{}, sen
 	if err == nil || s.ctx.Err() != nil {
 		return
 	}
+	reason, public := failure(err)
 	s.store.logger().Warn("upstream exchange failed",
 		zap.String("session", s.tag),
 		zap.Stringer("kind", m.kind),
 		zap.String("method", m.method),
+		zap.String("reason", reason),
 		zap.Error(err))
 	if m.kind == kindRequest {
-		_ = s.deliver(errorResponse(m.id, codeInternalError, "upstream: "+err.Error()))
+		_ = s.deliver(errorResponse(m.id, codeInternalError, public))
 	}
 }
 
@@ -134,11 +132,11 @@ func negotiatedVersion(raw []byte) string {
 // returns an error unless the response to it came through; onResponse, if
 // set, sees that response before the client does.
 func (s *session) relayAnswer(resp *http.Response, m message, onResponse func(message)) error {
-	if resp.StatusCode/100 != 2 {
+	if err := checkStatus(resp); err != nil {
 		if m.kind == kindRequest && s.relayErrorBody(resp, m) {
 			return nil
 		}
-		return fmt.Errorf("upstream answered %s", resp.Status)
+		return err
 	}
 	var want json.RawMessage
 	if m.kind == kindRequest {
@@ -151,10 +149,10 @@ func (s *session) relayAnswer(resp *http.Response, m message, onResponse func(me
 	case "application/json":
 		body, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamMessage+1))
 		if err != nil {
-			return fmt.Errorf("reading upstream answer: %w", err)
+			return fmt.Errorf("%w: %w", errBrokenAnswer, err)
 		}
 		if len(body) > maxUpstreamMessage {
-			return fmt.Errorf("upstream answer over %d bytes", maxUpstreamMessage)
+			return fmt.Errorf("%w: an answer over %d bytes", errNotMCP, maxUpstreamMessage)
 		}
 		found, err := s.relayPayload(body, want, onResponse)
 		if err == nil && want != nil && !found {
@@ -168,9 +166,9 @@ func (s *session) relayAnswer(resp *http.Response, m message, onResponse func(me
 		return nil
 	}
 	if mediaType == "" {
-		return fmt.Errorf("upstream answered %s without a body", resp.Status)
+		return fmt.Errorf("%w: %s without a body", errNotMCP, resp.Status)
 	}
-	return fmt.Errorf("upstream answered %s with %q, not MCP", resp.Status, mediaType)
+	return fmt.Errorf("%w: %s with %q", errNotMCP, resp.Status, mediaType)
 }
 
 // relayErrorBody relays a JSON-RPC error response to m found in the body of
@@ -196,14 +194,17 @@ func (s *session) relayEvents(body io.Reader, want json.RawMessage, onResponse f
 	for {
 		ev, err := events.next()
 		if err != nil {
-			ended := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+			// io.EOF is a clean end; a cut event, a cut connection or
+			// a read error is an answer that broke off.
 			switch {
-			case ended && want == nil:
+			case errors.Is(err, io.EOF) && want == nil:
 				return nil
-			case ended:
+			case errors.Is(err, io.EOF):
 				return errNoResponse
+			case errors.Is(err, errEventTooLarge):
+				return fmt.Errorf("%w: %w", errNotMCP, err)
 			}
-			return fmt.Errorf("reading upstream event stream: %w", err)
+			return fmt.Errorf("%w: %w", errBrokenAnswer, err)
 		}
 		found, err := s.relayPayload(ev.data, want, onResponse)
 		if err != nil || found {
@@ -217,13 +218,13 @@ func (s *session) relayEvents(body io.Reader, want json.RawMessage, onResponse f
 func (s *session) relayPayload(payload []byte, want json.RawMessage, onResponse func(message)) (bool, error) {
 	msgs, err := parseMessages(payload)
 	if err != nil {
-		return false, fmt.Errorf("upstream sent something that is not MCP: %v", err)
+		return false, fmt.Errorf("%w: %v", errNotMCP, err)
 	}
 	found := false
 	for _, r := range msgs {
 		data, err := sanitizeJSON(r.raw)
 		if err != nil {
-			return found, err
+			return found, fmt.Errorf("%w: %v", errNotMCP, err)
 		}
 		isAnswer := want != nil && r.kind == kindResponse && bytes.Equal(r.id, want)
 		if isAnswer && onResponse != nil {
@@ -254,16 +255,29 @@ func (s *session) listen() {
 
 // relayListenStream opens the upstream's GET stream and opens it again
 // after it breaks, waiting longer each time, until the session ends or the
-// upstream says it has no such stream for the session.
+// upstream says it has no such stream for the session. The first failure
+// after a stream that ended cleanly is logged at warn, the retries after it
+// at debug.
 func (s *session) relayListenStream() {
 	backoff := time.Second
+	failing := false
 	for {
 		retry, err := s.listenOnce()
-		if !retry || s.ctx.Err() != nil {
-			if err != nil && s.ctx.Err() == nil {
+		if s.ctx.Err() != nil {
+			return
+		}
+		if !retry {
+			if err != nil {
 				s.store.logger().Warn("upstream GET stream refused", zap.String("session", s.tag), zap.Error(err))
 			}
 			return
+		}
+		switch {
+		case err == nil:
+			backoff, failing = time.Second, false
+		case !failing:
+			failing = true
+			s.store.logger().Warn("upstream GET stream failed; retrying", zap.String("session", s.tag), zap.Error(err))
 		}
 		if c := s.store.logger().Check(zapcore.DebugLevel, "upstream GET stream ended"); c != nil {
 			c.Write(zap.String("session", s.tag), zap.Error(err), zap.Duration("retry_in", backoff))
@@ -275,7 +289,9 @@ func (s *session) relayListenStream() {
 			t.Stop()
 			return
 		}
-		backoff = min(2*backoff, listenBackoffMax)
+		if failing {
+			backoff = min(2*backoff, listenBackoffMax)
+		}
 	}
 }
 
@@ -297,9 +313,9 @@ func (s *session) listenOnce() (retry bool, err error) {
 	case resp.StatusCode == http.StatusMethodNotAllowed:
 		return false, nil // the upstream offers no such stream
 	case resp.StatusCode/100 == 4:
-		return false, fmt.Errorf("upstream answered %s", resp.Status)
+		return false, checkStatus(resp)
 	case resp.StatusCode/100 != 2:
-		return true, fmt.Errorf("upstream answered %s", resp.Status)
+		return true, checkStatus(resp)
 	}
 	return true, s.relayEvents(resp.Body, nil, nil)
 }
@@ -318,8 +334,8 @@ func (s *session) deleteUpstream() {
 		var resp *http.Response
 		if resp, err = up.do(req, upstreamDeleteTimeout); err == nil {
 			resp.Body.Close()
-			if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusMethodNotAllowed && resp.StatusCode != http.StatusNotFound {
-				err = fmt.Errorf("upstream answered %s", resp.Status)
+			if resp.StatusCode != http.StatusMethodNotAllowed && resp.StatusCode != http.StatusNotFound {
+				err = checkStatus(resp)
 			}
 		}
 	}

@@ -27,10 +27,6 @@ const (
 // that ending sessions on shutdown stays prompt with a dead upstream.
 const upstreamDeleteTimeout = 3 * time.Second
 
-// errHeaderTimeout is the cause of a request whose response headers did not
-// arrive within the upstream timeout.
-var errHeaderTimeout = errors.New("no response headers within the upstream timeout")
-
 // upstreamClient sends a store's sessions' messages to the upstream MCP
 // server. Its transport is shared by every session of the store, so their
 // requests share connections (one multiplexed connection over HTTP/2).
@@ -75,7 +71,7 @@ func (c *upstreamClient) do(req *http.Request, headerTimeout time.Duration) (*ht
 		if errors.Is(cause, errHeaderTimeout) {
 			return nil, fmt.Errorf("%s %s: %w (%v)", req.Method, c.url.Redacted(), errHeaderTimeout, headerTimeout)
 		}
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", errUnreachable, err)
 	}
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
