@@ -133,6 +133,8 @@ type testUpstream struct {
 	// its place, to misbehave or reframe in a test's own way.
 	handler http.Handler
 	posts   atomic.Pointer[http.HandlerFunc]
+	// failDeletes makes every DELETE fail with 502, after it is recorded.
+	failDeletes atomic.Bool
 
 	mu          sync.Mutex
 	postHeaders []http.Header
@@ -170,6 +172,10 @@ func newTestUpstream(t *testing.T) *testUpstream {
 		switch r.Method {
 		case http.MethodDelete:
 			u.deleted <- r.Header.Get(headerSessionID)
+			if u.failDeletes.Load() {
+				http.Error(w, "deletes fail today", http.StatusBadGateway)
+				return
+			}
 		case http.MethodGet:
 			u.listened <- r.Header.Get(headerSessionID)
 		}

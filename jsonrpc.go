@@ -59,11 +59,15 @@ type envelope struct {
 	Error   json.RawMessage `json:"error"`
 }
 
+// jsonSpace is the whitespace JSON allows around a value. bytes.TrimSpace
+// would also take Unicode spaces such as U+00A0, which JSON does not allow.
+const jsonSpace = " \t\r\n"
+
 // parseMessages parses a POST body: one JSON-RPC message, or a batch of
 // them as a JSON array. Malformed JSON is a parse error; JSON that is not a
 // JSON-RPC message or batch is an invalid request.
 func parseMessages(body []byte) ([]message, error) {
-	body = bytes.TrimSpace(body)
+	body = bytes.Trim(body, jsonSpace)
 	if !json.Valid(body) {
 		return nil, &rpcError{codeParseError, "parse error: body is not valid JSON"}
 	}
@@ -94,7 +98,7 @@ func parseMessages(body []byte) ([]message, error) {
 
 // parseMessage classifies one valid JSON value as a JSON-RPC message.
 func parseMessage(raw []byte) (message, error) {
-	raw = bytes.TrimSpace(raw)
+	raw = bytes.Trim(raw, jsonSpace)
 	if len(raw) == 0 || raw[0] != '{' {
 		return message{}, errors.New("not a JSON object")
 	}

@@ -170,12 +170,12 @@ func (s *sseReader) readLine() ([]byte, error) {
 }
 
 // fill moves the unread bytes to the front of the buffer, growing it when
-// they fill it (and dropping a large buffer once a large line is done), and
-// reads more.
+// they take more than half of it (and dropping a large buffer once a large
+// line is done), and reads more.
 func (s *sseReader) fill(unread []byte) error {
 	const small = 4 << 10
 	switch {
-	case cap(s.buf)-len(unread) < small || (cap(s.buf) > 16*small && len(unread) < small):
+	case len(unread) > cap(s.buf)/2 || cap(s.buf) < small || (cap(s.buf) > 16*small && len(unread) < small):
 		buf := make([]byte, len(unread), max(2*len(unread), small))
 		copy(buf, unread)
 		s.buf = buf

@@ -1,0 +1,135 @@
+package mcpsse
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestSessionsLeaveNoGoroutines opens 1,000 initialized sessions, each with
+// its upstream GET stream, and ends them in every way a session ends: the
+// client leaves, max_lifetime passes, a reload removes the handler, the
+// client leaves while the upstream fails every DELETE. Once the gateway is
+// gone, no goroutine the test did not find at its start may be left.
+func TestSessionsLeaveNoGoroutines(t *testing.T) {
+	const perWay = 250
+	up := newTestUpstream(t)
+	failing := newTestUpstream(t)
+	failing.failDeletes.Store(true)
+	handlers := map[string]string{
+		"/gone":    fmt.Sprintf("mcp_sse {\n\t\tupstream %s\n\t\tprefix /gone\n\t}", up.URL),
+		"/life":    fmt.Sprintf("mcp_sse {\n\t\tupstream %s\n\t\tprefix /life\n\t\tmax_lifetime 500ms\n\t}", up.URL),
+		"/removed": fmt.Sprintf("mcp_sse {\n\t\tupstream %s\n\t\tprefix /removed\n\t}", up.URL),
+		"/faildel": fmt.Sprintf("mcp_sse {\n\t\tupstream %s\n\t\tprefix /faildel\n\t}", failing.URL),
+	}
+	site := func(prefixes ...string) string {
+		s := "http://127.0.0.1:9080 {\n\tbind 127.0.0.1\n"
+		for _, p := range prefixes {
+			s += "\t" + handlers[p] + "\n"
+		}
+		return s + "\trespond \"next\" 200\n}\n"
+	}
+	// Caddy's own servers and the clients' pools are not what this test
+	// is about: it starts from a running config and ends on one, and
+	// ignores what those hold.
+	loadCaddyfile(t, site())
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	defer client.CloseIdleConnections()
+	before := goleak.IgnoreCurrent()
+
+	loadCaddyfile(t, site("/gone", "/life", "/removed", "/faildel"))
+	streams := map[string][]*rawStream{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 50)
+	errs := make(chan error, 4*perWay)
+	for _, prefix := range []string{"/gone", "/life", "/removed", "/faildel"} {
+		for range perWay {
+			wg.Go(func() {
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				s, err := openInitialized(client, prefix)
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				streams[prefix] = append(streams[prefix], s)
+				mu.Unlock()
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("opening sessions: %v", err)
+	}
+
+	for _, s := range streams["/gone"] {
+		s.resp.Body.Close()
+	}
+	for _, s := range streams["/faildel"] {
+		s.resp.Body.Close()
+	}
+	loadCaddyfile(t, site("/gone", "/life", "/faildel"))
+	for _, prefix := range []string{"/life", "/removed"} {
+		for _, s := range streams[prefix] {
+			if _, err := io.Copy(io.Discard, s.resp.Body); err != nil {
+				t.Errorf("a %s stream broke instead of ending: %v", prefix, err)
+			}
+			s.resp.Body.Close()
+		}
+	}
+	for range 3 * perWay {
+		up.waitDeleted(t)
+	}
+	for range perWay {
+		failing.waitDeleted(t)
+	}
+
+	loadCaddyfile(t, site())
+	// The upstream whose DELETEs failed still holds its sessions; that
+	// is the test's server, not the gateway.
+	for ss := range failing.server.Sessions() {
+		_ = ss.Close()
+	}
+	// caddytest talks to the admin endpoint with the default transport.
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+	client.CloseIdleConnections()
+	goleak.VerifyNone(t, before,
+		// What the last config load started.
+		goleak.IgnoreAnyFunction("net/http.(*Server).Serve"),
+		goleak.IgnoreAnyFunction("github.com/caddyserver/caddy/v2/modules/caddypki.(*PKI).maintenanceForCA"),
+		goleak.IgnoreAnyFunction("github.com/caddyserver/caddy/v2/modules/caddytls.(*TLS).keepStorageClean.func1"),
+	)
+}
+
+// openInitialized opens a session under prefix and initializes it, with
+// the notifications/initialized that makes the gateway open the upstream's
+// GET stream too.
+func openInitialized(client *http.Client, prefix string) (*rawStream, error) {
+	req, err := http.NewRequest(http.MethodGet, gatewayURL+prefix+"/sse", nil)
+	if err != nil {
+		return nil, err
+	}
+	s, err := openStream(client, req)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.initialize(client, gatewayURL); err != nil {
+		s.resp.Body.Close()
+		return nil, err
+	}
+	resp, err := client.Post(gatewayURL+s.endpoint, "application/json", strings.NewReader(`{"jsonrpc":"2.0","method":"notifications/initialized"}`))
+	if err != nil {
+		s.resp.Body.Close()
+		return nil, err
+	}
+	resp.Body.Close()
+	return s, nil
+}
