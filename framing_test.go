@@ -114,3 +114,24 @@ func TestFramingSurvivesAwkwardUpstreams(t *testing.T) {
 		}
 	})
 }
+
+// TestResponseIDsMatchByValue sends a request whose id the Go SDK upstream
+// writes back in another form (1.0 as 1): the client gets the response,
+// and no error after it for a response that never came.
+func TestResponseIDsMatchByValue(t *testing.T) {
+	up := newTestUpstream(t)
+	loadCaddyfile(t, gatewaySite(up.URL, "ping_interval 100ms"))
+	stream := openRaw(t, nil, gatewayURL+"/sse", nil)
+	if err := stream.initialize(http.DefaultClient, gatewayURL); err != nil {
+		t.Fatal(err)
+	}
+	stream.post(t, `{"jsonrpc":"2.0","id":7.0,"method":"ping"}`)
+	answer, before := stream.awaitAnswer(t, "7")
+	if answer.Error != nil || len(before) != 0 {
+		t.Errorf("answer %+v after %v, want the ping's result", answer, before)
+	}
+	ev, err := stream.next()
+	if err != nil || ev.comment != "ping" {
+		t.Errorf("after the answer came %q, %v; want only pings", ev.data, err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 )
 
 // JSON-RPC 2.0 error codes used in answers to clients.
@@ -156,6 +157,25 @@ func validID(id json.RawMessage) bool {
 		return true
 	}
 	return false
+}
+
+// sameID reports whether two ids are the same JSON value: an upstream may
+// write the id of its response in another form than the request had it
+// (1.0 as 1, "\u0061" as "a").
+func sameID(a, b json.RawMessage) bool {
+	if bytes.Equal(a, b) {
+		return true
+	}
+	if len(a) == 0 || len(b) == 0 || (a[0] == '"') != (b[0] == '"') {
+		return false
+	}
+	if a[0] == '"' {
+		var x, y string
+		return json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && x == y
+	}
+	x, _, errX := big.ParseFloat(string(a), 10, 256, big.ToNearestEven)
+	y, _, errY := big.ParseFloat(string(b), 10, 256, big.ToNearestEven)
+	return errX == nil && errY == nil && x.Cmp(y) == 0
 }
 
 func compactJSON(raw json.RawMessage) json.RawMessage {

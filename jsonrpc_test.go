@@ -54,3 +54,24 @@ func TestParseMessages(t *testing.T) {
 		})
 	}
 }
+
+func TestSameID(t *testing.T) {
+	tests := []struct {
+		a, b string
+		same bool
+	}{
+		{`1`, `1`, true},
+		{`1.0`, `1`, true},
+		{`1e2`, `100`, true},
+		{`"\u0061"`, `"a"`, true},
+		{`"1"`, `1`, false},
+		{`1`, `2`, false},
+		{`"a"`, `"b"`, false},
+		{`12345678901234567890`, `12345678901234567891`, false},
+	}
+	for _, tt := range tests {
+		if got := sameID([]byte(tt.a), []byte(tt.b)); got != tt.same {
+			t.Errorf("sameID(%s, %s) = %v, want %v", tt.a, tt.b, got, tt.same)
+		}
+	}
+}

@@ -1,7 +1,6 @@
 package mcpsse
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -179,7 +178,7 @@ func (s *session) relayErrorBody(resp *http.Response, m message) bool {
 		return false
 	}
 	r, err := parseMessage(body)
-	if err != nil || r.kind != kindResponse || !bytes.Equal(r.id, m.id) {
+	if err != nil || r.kind != kindResponse || !sameID(r.id, m.id) {
 		return false
 	}
 	data, err := sanitizeJSON(r.raw)
@@ -226,7 +225,7 @@ func (s *session) relayPayload(payload []byte, want json.RawMessage, onResponse 
 		if err != nil {
 			return found, fmt.Errorf("%w: %v", errNotMCP, err)
 		}
-		isAnswer := want != nil && r.kind == kindResponse && bytes.Equal(r.id, want)
+		isAnswer := want != nil && r.kind == kindResponse && sameID(r.id, want)
 		if isAnswer && onResponse != nil {
 			onResponse(r)
 		}
