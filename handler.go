@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -53,6 +54,7 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Retry-After", retryAfterSeconds)
 		return caddyhttp.Error(http.StatusServiceUnavailable, err)
 	}
+	setSessionPlaceholder(r, sess.id)
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	// no-transform keeps encode (and any proxy that honors it) from
@@ -65,9 +67,11 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) error {
 
 	st := newStream(w)
 	reason := reasonClientGone
+	sess.attached.Store(true)
 	if st.write(appendEndpointEvent(nil, endpointPath(r, h.Prefix)+"?sessionId="+sess.id)) == nil {
 		reason = sess.serve(r.Context(), st)
 	}
+	sess.attached.Store(false)
 	// The stream is done; the upstream DELETE need not hold its response.
 	sess.stop(reason)
 	go sess.end(reason)
@@ -100,6 +104,7 @@ func (h *Handler) serveMessage(w http.ResponseWriter, r *http.Request) error {
 	if sess == nil || !sess.ownedBy(authUser(r)) {
 		return caddyhttp.Error(http.StatusNotFound, errUnknownSession)
 	}
+	setSessionPlaceholder(r, sess.id)
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mediaType, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mediaType != "application/json" && !strings.HasSuffix(mediaType, "+json")) {
@@ -126,6 +131,16 @@ func (h *Handler) serveMessage(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.WriteHeader(http.StatusAccepted)
 	return nil
+}
+
+// sessionPlaceholder names the session of a request to either endpoint, for
+// access logs and the handlers after this one.
+const sessionPlaceholder = "http.mcp_sse.session_id"
+
+func setSessionPlaceholder(r *http.Request, id string) {
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set(sessionPlaceholder, id)
+	}
 }
 
 // originAllowed reports whether r may use the endpoints: it carries no

@@ -145,9 +145,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	eventsApp := eventsAppIface.(*caddyevents.App)
 
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
+
 	key := storeKey(u, h.Prefix)
 	val, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return newSessionStore(u, h.logger), nil
+		return newSessionStore(u, h.Prefix, h.logger), nil
 	})
 	if err != nil {
 		return fmt.Errorf("loading session store: %v", err)

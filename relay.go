@@ -36,6 +36,8 @@ func (s *session) forward(msgs []message, header http.Header) bool {
 		return false
 	}
 	for _, m := range msgs {
+		s.received.Add(1)
+		metrics.messages.WithLabelValues(toUpstream, m.kind.String()).Inc()
 		prev := s.lastSent
 		sent := make(chan struct{})
 		s.lastSent = sent
@@ -59,7 +61,7 @@ func (s *session) relay(m message, header http.Header, prev <-chan struct{}, sen
 	if err == nil || s.ctx.Err() != nil {
 		return
 	}
-	reason, public := failure(err)
+	reason, public := countUpstreamError(err)
 	s.store.logger().Warn("upstream exchange failed",
 		zap.String("session", s.tag),
 		zap.Stringer("kind", m.kind),
@@ -88,6 +90,7 @@ func (s *session) exchange(m message, header http.Header, written func()) error 
 	if err != nil {
 		return err
 	}
+	defer observeDuration(http.MethodPost, time.Now())
 	resp, err := up.do(req, s.store.settings().upstreamTimeout)
 	if err != nil {
 		return err
@@ -182,7 +185,11 @@ func (s *session) relayErrorBody(resp *http.Response, m message) bool {
 		return false
 	}
 	data, err := sanitizeJSON(r.raw)
-	return err == nil && s.deliver(data) == nil
+	if err != nil || s.deliver(data) != nil {
+		return false
+	}
+	metrics.messages.WithLabelValues(toClient, r.kind.String()).Inc()
+	return true
 }
 
 // relayEvents relays the messages of an upstream event stream. With want
@@ -235,6 +242,7 @@ func (s *session) relayPayload(payload []byte, want json.RawMessage, onResponse 
 		if err := s.deliver(data); err != nil {
 			return found, err
 		}
+		metrics.messages.WithLabelValues(toClient, r.kind.String()).Inc()
 		found = found || isAnswer
 	}
 	return found, nil
@@ -264,6 +272,9 @@ func (s *session) relayListenStream() {
 		retry, err := s.listenOnce()
 		if s.ctx.Err() != nil {
 			return
+		}
+		if err != nil {
+			countUpstreamError(err)
 		}
 		if !retry {
 			if err != nil {
@@ -326,6 +337,7 @@ func (s *session) deleteUpstream() {
 	defer func() { <-s.store.deletes }()
 	ctx, cancel := context.WithTimeout(context.Background(), upstreamDeleteTimeout)
 	defer cancel()
+	defer observeDuration(http.MethodDelete, time.Now())
 	header := s.upstreamHeader(s.header.Clone())
 	up := s.store.upstream
 	req, err := up.newRequest(ctx, http.MethodDelete, nil, header, nil)
@@ -339,6 +351,7 @@ func (s *session) deleteUpstream() {
 		}
 	}
 	if err != nil {
-		s.store.logger().Warn("deleting upstream session", zap.String("session", s.tag), zap.Error(err))
+		reason, _ := countUpstreamError(err)
+		s.store.logger().Warn("deleting upstream session", zap.String("session", s.tag), zap.String("reason", reason), zap.Error(err))
 	}
 }

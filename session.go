@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -21,6 +22,7 @@ const (
 	reasonLifetime       = "lifetime"
 	reasonShutdown       = "shutdown"
 	reasonHandlerRemoved = "handler_removed"
+	reasonAdmin          = "admin"
 )
 
 // Errors that refuse a new session.
@@ -42,6 +44,11 @@ type session struct {
 
 	// events carries compact JSON-RPC messages to the stream, in order.
 	events chan []byte
+	// sent counts the messages written to the client's stream; received
+	// those the client posted.
+	sent, received atomic.Uint64
+	// attached is set while a client's stream serves the session.
+	attached atomic.Bool
 
 	// ctx ends with the session; every upstream exchange of the session
 	// runs under it.
@@ -113,10 +120,13 @@ func (s *session) end(reason string) {
 			s.deleteUpstream()
 		}
 		s.store.remove(s.id)
+		metrics.sessionsEnded.WithLabelValues(reason).Inc()
 		s.store.logger().Info("session ended",
 			zap.String("session", s.tag),
 			zap.String("reason", reason),
-			zap.Duration("duration", time.Since(s.created)))
+			zap.Duration("duration", time.Since(s.created)),
+			zap.Uint64("messages_received", s.received.Load()),
+			zap.Uint64("messages_sent", s.sent.Load()))
 	})
 }
 

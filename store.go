@@ -1,7 +1,9 @@
 package mcpsse
 
 import (
+	"maps"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +44,7 @@ type settings struct {
 // client for its upstream.
 type sessionStore struct {
 	upstream *upstreamClient
+	prefix   string
 	// deletes bounds the upstream DELETEs in flight, so that ending many
 	// sessions at once does not open a connection for each.
 	deletes chan struct{}
@@ -54,9 +57,10 @@ type sessionStore struct {
 	closed   bool
 }
 
-func newSessionStore(u *url.URL, logger *zap.Logger) *sessionStore {
+func newSessionStore(u *url.URL, prefix string, logger *zap.Logger) *sessionStore {
 	s := &sessionStore{
 		upstream: newUpstreamClient(u),
+		prefix:   prefix,
 		deletes:  make(chan struct{}, maxConcurrentDeletes),
 		sessions: make(map[string]*session),
 	}
@@ -88,6 +92,7 @@ func (s *sessionStore) add(sess *session) error {
 		return errTooManySessions
 	}
 	s.sessions[sess.id] = sess
+	metrics.sessionsActive.Inc()
 	return nil
 }
 
@@ -97,23 +102,27 @@ func (s *sessionStore) get(id string) *session {
 	return s.sessions[id]
 }
 
+// all returns the store's sessions.
+func (s *sessionStore) all() []*session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Collect(maps.Values(s.sessions))
+}
+
 func (s *sessionStore) remove(id string) {
 	s.mu.Lock()
-	delete(s.sessions, id)
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if _, ok := s.sessions[id]; ok {
+		delete(s.sessions, id)
+		metrics.sessionsActive.Dec()
+	}
 }
 
 // endAll stops every stream at once, then ends every session and waits
 // until each has deleted its upstream session (each DELETE is bounded by
 // upstreamDeleteTimeout, and at most maxConcurrentDeletes run at once).
 func (s *sessionStore) endAll(reason string) {
-	s.mu.Lock()
-	all := make([]*session, 0, len(s.sessions))
-	for _, sess := range s.sessions {
-		all = append(all, sess)
-	}
-	s.mu.Unlock()
-
+	all := s.all()
 	for _, sess := range all {
 		sess.stop(reason)
 	}

@@ -65,12 +65,10 @@ func (s *session) serve(ctx context.Context, st *stream) string {
 	defer ping.Stop()
 	lifetime := newLifetimeTimer(s.created, cfg.maxLifetime)
 	defer lifetime.Stop()
-	var seq uint64
 	for {
 		select {
 		case data := <-s.events:
-			seq++
-			if err := st.writeMessage(s.id, seq, data); err != nil {
+			if err := st.writeMessage(s.id, s.sent.Add(1), data); err != nil {
 				return goneReason(err)
 			}
 			ping.Reset(cfg.pingInterval)
