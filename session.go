@@ -89,7 +89,10 @@ func (s *sessionStore) open(r *http.Request) (*session, error) {
 		cancel()
 		return nil, err
 	}
-	s.logger().Info("session opened", zap.String("session", sess.tag), zap.String("remote", sess.remote))
+	s.logger().Info("session opened",
+		zap.String("session", sess.tag),
+		zap.String("remote", sess.remote),
+		zap.String("user", sess.user))
 	return sess, nil
 }
 
