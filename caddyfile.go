@@ -24,6 +24,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		prefix        <path>
 //		ping_interval    <duration>
 //		max_lifetime     <duration>
+//		resume_window    <duration>|off
 //		max_message_size <size>
 //		max_sessions     <n>
 //		allowed_origins  <origin...>
@@ -80,6 +81,19 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			*durations[name] = dur
+		case "resume_window":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if d.Val() == "off" {
+				h.ResumeWindow = -1
+				break
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil || dur <= 0 {
+				return d.Errf("resume_window: %q is neither off nor a positive duration", d.Val())
+			}
+			h.ResumeWindow = caddy.Duration(dur)
 		case "max_message_size":
 			if !d.NextArg() {
 				return d.ArgErr()

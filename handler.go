@@ -46,13 +46,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return h.serveMessage(w, r)
 }
 
-// serveStream opens a session and serves its event stream until the
-// client leaves, the stream's lifetime is up, or the session is ended.
+// serveStream opens a session, or re-attaches to one the client had, and
+// serves its event stream until the client leaves, the stream's lifetime is
+// up, another stream takes the session over, or the session is ended.
 func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) error {
-	sess, err := h.store.open(r)
-	if err != nil {
-		w.Header().Set("Retry-After", retryAfterSeconds)
-		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+	sess, after, replay := h.store.resumable(r)
+	if sess == nil {
+		var err error
+		if sess, err = h.store.open(r); err != nil {
+			w.Header().Set("Retry-After", retryAfterSeconds)
+			return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		}
+	} else {
+		h.logger.Info("session resumed", zap.String("session", sess.tag), zap.Bool("replay", replay))
+		metrics.resumed.Inc()
 	}
 	setSessionPlaceholder(r, sess.id)
 	hdr := w.Header()
@@ -65,16 +72,13 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) error {
 	hdr.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 
+	a := sess.attach()
 	st := newStream(w)
 	reason := reasonClientGone
-	sess.attached.Store(true)
-	if st.write(appendEndpointEvent(nil, endpointPath(r, h.Prefix)+"?sessionId="+sess.id)) == nil {
-		reason = sess.serve(r.Context(), st)
+	if err := st.write(appendEndpointEvent(nil, endpointPath(r, h.Prefix)+"?sessionId="+sess.id)); err == nil {
+		reason = sess.serve(r.Context(), st, a, after, replay)
 	}
-	sess.attached.Store(false)
-	// The stream is done; the upstream DELETE need not hold its response.
-	sess.stop(reason)
-	go sess.end(reason)
+	sess.release(a, reason)
 	return nil
 }
 

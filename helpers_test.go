@@ -182,7 +182,12 @@ func newTestUpstream(t *testing.T) *testUpstream {
 		u.handler.ServeHTTP(w, r)
 	}))
 	u.URL = u.Server.URL + "/mcp"
-	t.Cleanup(u.Close)
+	// Sessions outlive a test in their resume window, with the upstream's
+	// GET stream open: cut it, or Close waits for them.
+	t.Cleanup(func() {
+		u.CloseClientConnections()
+		u.Close()
+	})
 	return u
 }
 

@@ -13,8 +13,9 @@ import (
 
 // TestSessionsLeaveNoGoroutines opens 1,000 initialized sessions, each with
 // its upstream GET stream, and ends them in every way a session ends: the
-// client leaves, max_lifetime passes, a reload removes the handler, the
-// client leaves while the upstream fails every DELETE. Once the gateway is
+// client leaves, max_lifetime passes (each followed by the resume window),
+// a reload removes the handler, the client leaves while the upstream fails
+// every DELETE. Once the gateway is
 // gone, no goroutine the test did not find at its start may be left.
 func TestSessionsLeaveNoGoroutines(t *testing.T) {
 	const perWay = 250
@@ -22,10 +23,10 @@ func TestSessionsLeaveNoGoroutines(t *testing.T) {
 	failing := newTestUpstream(t)
 	failing.failDeletes.Store(true)
 	handlers := map[string]string{
-		"/gone":    fmt.Sprintf("mcp_sse {\n\t\tupstream %s\n\t\tprefix /gone\n\t}", up.URL),
-		"/life":    fmt.Sprintf("mcp_sse {\n\t\tupstream %s\n\t\tprefix /life\n\t\tmax_lifetime 500ms\n\t}", up.URL),
-		"/removed": fmt.Sprintf("mcp_sse {\n\t\tupstream %s\n\t\tprefix /removed\n\t}", up.URL),
-		"/faildel": fmt.Sprintf("mcp_sse {\n\t\tupstream %s\n\t\tprefix /faildel\n\t}", failing.URL),
+		"/gone":    handler(up.URL, "/gone", ""),
+		"/life":    handler(up.URL, "/life", "max_lifetime 500ms"),
+		"/removed": handler(up.URL, "/removed", ""),
+		"/faildel": handler(failing.URL, "/faildel", ""),
 	}
 	site := func(prefixes ...string) string {
 		s := "http://127.0.0.1:9080 {\n\tbind 127.0.0.1\n"
@@ -107,6 +108,12 @@ func TestSessionsLeaveNoGoroutines(t *testing.T) {
 		goleak.IgnoreAnyFunction("github.com/caddyserver/caddy/v2/modules/caddypki.(*PKI).maintenanceForCA"),
 		goleak.IgnoreAnyFunction("github.com/caddyserver/caddy/v2/modules/caddytls.(*TLS).keepStorageClean.func1"),
 	)
+}
+
+// handler is an mcp_sse directive whose sessions wait briefly for their
+// clients to come back, so that the test sees them end.
+func handler(upstream, prefix, more string) string {
+	return fmt.Sprintf("mcp_sse {\n\t\tupstream %s\n\t\tprefix %s\n\t\tresume_window 200ms\n\t\t%s\n\t}", upstream, prefix, more)
 }
 
 // openInitialized opens a session under prefix and initializes it, with

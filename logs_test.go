@@ -36,6 +36,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	}
 	mcp_sse {
 		upstream %s
+		resume_window 100ms
 	}
 }`, accessPath, bcryptHash(t, password), up.URL))
 

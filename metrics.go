@@ -18,6 +18,8 @@ var metrics = struct {
 	messages         *prometheus.CounterVec
 	upstreamDuration *prometheus.HistogramVec
 	upstreamErrors   *prometheus.CounterVec
+	resumed          prometheus.Counter
+	healed           *prometheus.CounterVec
 }{
 	sessionsActive: prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "caddy", Subsystem: "mcp_sse", Name: "sessions_active",
@@ -40,6 +42,14 @@ var metrics = struct {
 		Namespace: "caddy", Subsystem: "mcp_sse", Name: "upstream_errors_total",
 		Help: "Failed upstream requests, by cause.",
 	}, []string{"reason"}),
+	resumed: prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "mcp_sse", Name: "sessions_resumed_total",
+		Help: "Streams that re-attached to a session the client had.",
+	}),
+	healed: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "mcp_sse", Name: "sessions_healed_total",
+		Help: "Upstream sessions the gateway initialized for a client: for a session that began without initialize (new_session), or after the upstream forgot one (upstream_forgot).",
+	}, []string{"cause"}),
 }
 
 // Directions of messages_total.
@@ -61,6 +71,8 @@ func registerMetrics(registry *prometheus.Registry) error {
 		metrics.messages,
 		metrics.upstreamDuration,
 		metrics.upstreamErrors,
+		metrics.resumed,
+		metrics.healed,
 	} {
 		err := registry.Register(c)
 		if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok && are.ExistingCollector == c {

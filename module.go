@@ -34,6 +34,7 @@ const (
 	defaultSendTimeout     = 10 * time.Second
 	defaultQueueSize       = 16
 	defaultUpstreamTimeout = 30 * time.Second
+	defaultResumeWindow    = 60 * time.Second
 )
 
 // Handler serves MCP's HTTP+SSE transport: `GET <prefix>/sse` opens a
@@ -62,8 +63,15 @@ type Handler struct {
 	PingInterval caddy.Duration `json:"ping_interval,omitempty"`
 
 	// How long a stream may live. When it is reached the stream ends
-	// cleanly and its session ends with it. Default: 0, no limit.
+	// cleanly; its session waits resume_window for the client to come
+	// back. Default: 0, no limit.
 	MaxLifetime caddy.Duration `json:"max_lifetime,omitempty"`
+
+	// How long a session outlives its stream, holding the events it could
+	// not deliver, for the client to re-attach (with Last-Event-ID, or as
+	// the same authenticated user or credential). Past it, the session
+	// ends. A negative value ends a session with its stream. Default: 60s.
+	ResumeWindow caddy.Duration `json:"resume_window,omitempty"`
 
 	// The largest message body taken, in bytes. A larger POST gets 413 and
 	// is read no further than the limit. Default: 4 MiB.
@@ -128,6 +136,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.UpstreamTimeout == 0 {
 		h.UpstreamTimeout = caddy.Duration(defaultUpstreamTimeout)
+	}
+	if h.ResumeWindow == 0 {
+		h.ResumeWindow = caddy.Duration(defaultResumeWindow)
 	}
 	u, err := parseUpstream(h.Upstream)
 	if err != nil {
@@ -205,6 +216,7 @@ func (h *Handler) settings() *settings {
 		maxLifetime:     time.Duration(h.MaxLifetime),
 		sendTimeout:     time.Duration(h.SendTimeout),
 		upstreamTimeout: time.Duration(h.UpstreamTimeout),
+		resumeWindow:    max(time.Duration(h.ResumeWindow), 0),
 		queueSize:       h.QueueSize,
 		maxSessions:     h.MaxSessions,
 		changed:         make(chan struct{}),

@@ -182,7 +182,7 @@ func TestMessagesNotTiedToARequestArrive(t *testing.T) {
 
 func TestCloseDeletesUpstreamSession(t *testing.T) {
 	up := newTestUpstream(t)
-	loadCaddyfile(t, gatewaySite(up.URL, ""))
+	loadCaddyfile(t, gatewaySite(up.URL, "resume_window off"))
 	cs := connect(t, gatewayURL+"/sse", nil, nil)
 	if _, err := cs.ListTools(bounded(t), nil); err != nil {
 		t.Fatal(err)
@@ -358,7 +358,7 @@ func TestPingsAndFraming(t *testing.T) {
 
 func TestMaxLifetimeEndsStreamCleanly(t *testing.T) {
 	up := newTestUpstream(t)
-	loadCaddyfile(t, gatewaySite(up.URL, "max_lifetime 300ms"))
+	loadCaddyfile(t, gatewaySite(up.URL, "max_lifetime 300ms\n\t\tresume_window off"))
 	stream := openRaw(t, nil, gatewayURL+"/sse", nil)
 	stream.post(t, initializeRequest)
 	for {

@@ -53,6 +53,7 @@ func TestMetrics(t *testing.T) {
 	metrics /metrics
 	mcp_sse {
 		upstream %s
+		resume_window off
 	}
 }`, up.URL)
 	loadCaddyfile(t, site)

@@ -41,6 +41,9 @@ type session struct {
 	remote  string
 	header  http.Header // of the GET that opened the session, for upstream GET and DELETE
 	user    string      // the authenticated user who opened it, if any
+	// identity is who opened it, for a re-attach without the session ID;
+	// see identity().
+	identity string
 
 	// events carries compact JSON-RPC messages to the stream, in order.
 	events chan []byte
@@ -49,6 +52,14 @@ type session struct {
 	sent, received atomic.Uint64
 	// attached is set while a client's stream serves the session.
 	attached atomic.Bool
+
+	// attachMu orders streams taking the session over.
+	attachMu sync.Mutex
+	stream   *attachment // the attached stream, if any
+
+	// initMu lets one exchange at a time initialize the upstream session
+	// again after the upstream forgot it.
+	initMu sync.Mutex
 
 	// ctx ends with the session; every upstream exchange of the session
 	// runs under it.
@@ -63,6 +74,10 @@ type session struct {
 	listening  bool          // the upstream's GET stream is being relayed
 	reason     string        // why the session stopped; "" while it runs
 	ended      bool          // the upstream session is being or was deleted
+	expiry     *time.Timer   // ends the session while no stream is attached
+	recent     []sentEvent   // the last events written, for a replay
+	initParams []byte        // the params of the client's initialize
+	initSeen   bool          // a client initialize was forwarded, or one made for it
 }
 
 // open starts a session for the stream request r.
@@ -80,6 +95,7 @@ func (s *sessionStore) open(r *http.Request) (*session, error) {
 		remote:   r.RemoteAddr,
 		header:   forwardedHeader(r),
 		user:     authUser(r),
+		identity: identity(r),
 		events:   make(chan []byte, s.settings().queueSize),
 		ctx:      ctx,
 		cancel:   cancel,

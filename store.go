@@ -35,6 +35,7 @@ type settings struct {
 	maxLifetime     time.Duration
 	sendTimeout     time.Duration
 	upstreamTimeout time.Duration
+	resumeWindow    time.Duration // 0: sessions end with their stream
 	queueSize       int
 	maxSessions     int
 	changed         chan struct{}

@@ -56,19 +56,30 @@ func (st *stream) writeMessage(sessionID string, seq uint64, data []byte) error 
 
 // serve writes the session's events to st, and a ping whenever nothing
 // was written for the ping interval, until the client leaves (ctx ends),
-// the stream's lifetime is up, or the session ends. It returns why it
-// stopped. A reload's new settings apply at once.
-func (s *session) serve(ctx context.Context, st *stream) string {
+// the stream's lifetime is up, another stream takes over, or the session
+// ends. With replay, it first writes again the events written after seq.
+// It returns why it stopped. A reload's new settings apply at once.
+func (s *session) serve(ctx context.Context, st *stream, a *attachment, seq uint64, replay bool) string {
+	started := time.Now()
 	cfg := s.store.settings()
 	st.sendTimeout = cfg.sendTimeout
+	if replay {
+		for _, ev := range s.sentAfter(seq) {
+			if err := st.writeMessage(s.id, ev.seq, ev.data); err != nil {
+				return goneReason(err)
+			}
+		}
+	}
 	ping := time.NewTimer(cfg.pingInterval)
 	defer ping.Stop()
-	lifetime := newLifetimeTimer(s.created, cfg.maxLifetime)
+	lifetime := newLifetimeTimer(started, cfg.maxLifetime)
 	defer lifetime.Stop()
 	for {
 		select {
 		case data := <-s.events:
-			if err := st.writeMessage(s.id, s.sent.Add(1), data); err != nil {
+			seq := s.sent.Add(1)
+			s.recordSent(seq, data)
+			if err := st.writeMessage(s.id, seq, data); err != nil {
 				return goneReason(err)
 			}
 			ping.Reset(cfg.pingInterval)
@@ -84,16 +95,18 @@ func (s *session) serve(ctx context.Context, st *stream) string {
 			st.sendTimeout = cfg.sendTimeout
 			ping.Reset(cfg.pingInterval)
 			lifetime.Stop()
-			lifetime = newLifetimeTimer(s.created, cfg.maxLifetime)
+			lifetime = newLifetimeTimer(started, cfg.maxLifetime)
 		case <-ctx.Done():
 			return reasonClientGone
+		case <-a.replaced:
+			return reasonReplaced
 		case <-s.ctx.Done():
 			return reasonShutdown
 		}
 	}
 }
 
-// newLifetimeTimer fires when a session started at created has lived for
+// newLifetimeTimer fires when a stream started at created has lived for
 // maxLifetime; with no limit it never fires.
 func newLifetimeTimer(created time.Time, maxLifetime time.Duration) *time.Timer {
 	if maxLifetime <= 0 {

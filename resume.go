@@ -1,0 +1,181 @@
+package mcpsse
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// reasonReplaced is why a stream stops when another stream of the same
+// session takes over; the session lives on.
+const reasonReplaced = "replaced"
+
+// sentEvent is an event written to a stream, kept for a stream that
+// re-attaches with a Last-Event-ID before it.
+type sentEvent struct {
+	seq  uint64
+	data []byte
+}
+
+// identity names who opened r strongly enough to hand them a session
+// without its ID: the authenticated user, or else a hash of the
+// Authorization credential. It is "" for an anonymous request; an IP
+// address or a User-Agent is never enough.
+func identity(r *http.Request) string {
+	if user := authUser(r); user != "" {
+		return "user " + user
+	}
+	if cred := r.Header.Get("Authorization"); cred != "" {
+		sum := sha256.Sum256([]byte(cred))
+		return "credential " + hex.EncodeToString(sum[:])
+	}
+	return ""
+}
+
+// parseEventID splits an event id, <sessionId>:<seq>, as the stream wrote it.
+func parseEventID(id string) (sessionID string, seq uint64, ok bool) {
+	sessionID, n, found := strings.Cut(id, ":")
+	if !found {
+		return "", 0, false
+	}
+	seq, err := strconv.ParseUint(n, 10, 64)
+	return sessionID, seq, err == nil
+}
+
+// resumable finds the session a new stream request re-attaches to: the
+// session its Last-Event-ID names, if the caller may use it; or, without a
+// Last-Event-ID, the one detached session of the caller's identity. With a
+// Last-Event-ID, replay says to send again the events after seq.
+func (s *sessionStore) resumable(r *http.Request) (sess *session, seq uint64, replay bool) {
+	if last := r.Header.Get("Last-Event-ID"); last != "" {
+		id, seq, ok := parseEventID(last)
+		if !ok {
+			return nil, 0, false
+		}
+		sess := s.get(id)
+		if sess == nil || !sess.ownedBy(authUser(r)) || sess.stopped() {
+			return nil, 0, false
+		}
+		return sess, seq, true
+	}
+	who := identity(r)
+	if who == "" {
+		return nil, 0, false
+	}
+	var match *session
+	for _, sess := range s.all() {
+		if sess.identity != who || sess.attached.Load() || sess.stopped() {
+			continue
+		}
+		if match != nil {
+			return nil, 0, false // more than one: a guess could be wrong
+		}
+		match = sess
+	}
+	return match, 0, false
+}
+
+func (s *session) stopped() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reason != ""
+}
+
+// attachment is one stream's hold on its session.
+type attachment struct {
+	replaced chan struct{} // closed when another stream takes over
+	served   chan struct{} // closed when this stream is done
+}
+
+// attach makes a new stream the session's own: a stream still attached is
+// told to stop and waited for, and the session no longer expires.
+func (s *session) attach() *attachment {
+	s.attachMu.Lock()
+	defer s.attachMu.Unlock()
+	if prev := s.stream; prev != nil {
+		close(prev.replaced)
+		<-prev.served
+	}
+	s.mu.Lock()
+	if s.expiry != nil {
+		s.expiry.Stop()
+		s.expiry = nil
+	}
+	s.mu.Unlock()
+	s.stream = &attachment{replaced: make(chan struct{}), served: make(chan struct{})}
+	s.attached.Store(true)
+	return s.stream
+}
+
+// release gives up a stream's hold on the session once serve returned why.
+// A stream another one took over just leaves; a client that went away or a
+// stream past its lifetime leaves the session waiting resume_window for the
+// client to come back; anything else ends the session.
+func (s *session) release(a *attachment, why string) {
+	close(a.served)
+	s.attachMu.Lock()
+	defer s.attachMu.Unlock()
+	if s.stream != a {
+		return // another stream took over
+	}
+	s.stream = nil
+	s.attached.Store(false)
+	window := s.store.settings().resumeWindow
+	if window <= 0 || (why != reasonClientGone && why != reasonLifetime) {
+		s.stop(why)
+		go s.end(why)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reason != "" {
+		go s.end(s.reason)
+		return
+	}
+	s.expiry = time.AfterFunc(window, func() { s.expire(why) })
+	if c := s.store.logger().Check(zap.DebugLevel, "stream detached"); c != nil {
+		c.Write(zap.String("session", s.tag), zap.String("reason", why), zap.Duration("resume_window", window))
+	}
+}
+
+// expire ends a session whose resume window passed without a stream.
+func (s *session) expire(why string) {
+	s.attachMu.Lock()
+	if s.stream != nil {
+		s.attachMu.Unlock()
+		return
+	}
+	s.stop(why)
+	s.attachMu.Unlock()
+	s.end(why)
+}
+
+// recordSent keeps an event written to the stream for a replay, the last
+// queue_size of them.
+func (s *session) recordSent(seq uint64, data []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	limit := s.store.settings().queueSize
+	if len(s.recent) >= limit {
+		s.recent = append(s.recent[:0], s.recent[len(s.recent)-limit+1:]...)
+	}
+	s.recent = append(s.recent, sentEvent{seq, data})
+}
+
+// sentAfter returns the kept events written after seq, oldest first.
+func (s *session) sentAfter(seq uint64) []sentEvent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []sentEvent
+	for _, ev := range s.recent {
+		if ev.seq > seq {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
