@@ -41,6 +41,9 @@ type message struct {
 	id     json.RawMessage // compact; nil for notifications
 	method string
 	kind   messageKind
+	// quiet marks a message the gateway sends for the client: nothing
+	// the upstream answers to it reaches the client.
+	quiet bool
 }
 
 // rpcError is a JSON-RPC error code with its message.

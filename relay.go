@@ -35,8 +35,10 @@ func (s *session) forward(msgs []message, header http.Header) bool {
 	if s.reason != "" {
 		return false
 	}
-	for _, m := range msgs {
-		s.received.Add(1)
+	for _, m := range s.heal(msgs) {
+		if !m.quiet {
+			s.received.Add(1)
+		}
 		metrics.messages.WithLabelValues(toUpstream, m.kind.String()).Inc()
 		prev := s.lastSent
 		sent := make(chan struct{})
@@ -67,8 +69,9 @@ func (s *session) relay(m message, header http.Header, prev <-chan struct{}, sen
 		zap.Stringer("kind", m.kind),
 		zap.String("method", m.method),
 		zap.String("reason", reason),
+		zap.Bool("made_by_gateway", m.quiet),
 		zap.Error(err))
-	if m.kind == kindRequest {
+	if m.kind == kindRequest && !m.quiet {
 		_ = s.deliver(errorResponse(m.id, codeInternalError, public))
 	}
 }
@@ -92,6 +95,18 @@ func (s *session) exchange(m message, header http.Header, written func()) error 
 	}
 	defer observeDuration(http.MethodPost, time.Now())
 	resp, err := up.do(req, s.store.settings().upstreamTimeout)
+	if stale := header.Get(headerSessionID); err == nil && resp.StatusCode == http.StatusNotFound && stale != "" && !initialize {
+		// The upstream forgot the session (it restarted, say): initialize
+		// a new one as the client did, and send m once more.
+		resp.Body.Close()
+		if err := s.reinitialize(stale); err != nil {
+			return fmt.Errorf("initializing the upstream session again: %w", err)
+		}
+		if req, err = up.newRequest(s.ctx, http.MethodPost, m.raw, s.upstreamHeader(header), nil); err != nil {
+			return err
+		}
+		resp, err = up.do(req, s.store.settings().upstreamTimeout)
+	}
 	if err != nil {
 		return err
 	}
@@ -140,14 +155,14 @@ func (s *session) relayAnswer(resp *http.Response, m message, onResponse func(me
 		}
 		return err
 	}
-	var want json.RawMessage
+	to := answerTo{quiet: m.quiet, onResponse: onResponse}
 	if m.kind == kindRequest {
-		want = m.id
+		to.id = m.id
 	}
 	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	switch mediaType {
 	case "text/event-stream":
-		return s.relayEvents(resp.Body, want, onResponse)
+		return s.relayEvents(resp.Body, to)
 	case "application/json":
 		body, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamMessage+1))
 		if err != nil {
@@ -156,13 +171,13 @@ func (s *session) relayAnswer(resp *http.Response, m message, onResponse func(me
 		if len(body) > maxUpstreamMessage {
 			return fmt.Errorf("%w: an answer over %d bytes", errNotMCP, maxUpstreamMessage)
 		}
-		found, err := s.relayPayload(body, want, onResponse)
-		if err == nil && want != nil && !found {
+		found, err := s.relayPayload(body, to)
+		if err == nil && to.id != nil && !found {
 			err = errNoResponse
 		}
 		return err
 	}
-	if want == nil {
+	if to.id == nil {
 		// Notifications and responses are accepted with any 2xx,
 		// 202 without a body as the specification has it.
 		return nil
@@ -192,10 +207,19 @@ func (s *session) relayErrorBody(resp *http.Response, m message) bool {
 	return true
 }
 
-// relayEvents relays the messages of an upstream event stream. With want
-// set it returns once the response with that id came through, and an error
-// if the stream ends before; without, it relays until the stream ends.
-func (s *session) relayEvents(body io.Reader, want json.RawMessage, onResponse func(message)) error {
+// answerTo says what an upstream answer answers: the request with id, if
+// any; quiet, if none of it is for the client; onResponse, if set, sees the
+// response before the client does.
+type answerTo struct {
+	id         json.RawMessage
+	quiet      bool
+	onResponse func(message)
+}
+
+// relayEvents relays the messages of an upstream event stream. For a
+// request it returns once the response came through, and an error if the
+// stream ends before; else it relays until the stream ends.
+func (s *session) relayEvents(body io.Reader, to answerTo) error {
 	events := newSSEReader(body, maxUpstreamMessage)
 	for {
 		ev, err := events.next()
@@ -203,7 +227,7 @@ func (s *session) relayEvents(body io.Reader, want json.RawMessage, onResponse f
 			// io.EOF is a clean end; a cut event, a cut connection or
 			// a read error is an answer that broke off.
 			switch {
-			case errors.Is(err, io.EOF) && want == nil:
+			case errors.Is(err, io.EOF) && to.id == nil:
 				return nil
 			case errors.Is(err, io.EOF):
 				return errNoResponse
@@ -212,7 +236,7 @@ func (s *session) relayEvents(body io.Reader, want json.RawMessage, onResponse f
 			}
 			return fmt.Errorf("%w: %w", errBrokenAnswer, err)
 		}
-		found, err := s.relayPayload(ev.data, want, onResponse)
+		found, err := s.relayPayload(ev.data, to)
 		if err != nil || found {
 			return err
 		}
@@ -220,8 +244,8 @@ func (s *session) relayEvents(body io.Reader, want json.RawMessage, onResponse f
 }
 
 // relayPayload relays one JSON-RPC message or batch from the upstream and
-// reports whether it held the response with id want.
-func (s *session) relayPayload(payload []byte, want json.RawMessage, onResponse func(message)) (bool, error) {
+// reports whether it held the response to the request.
+func (s *session) relayPayload(payload []byte, to answerTo) (bool, error) {
 	msgs, err := parseMessages(payload)
 	if err != nil {
 		return false, fmt.Errorf("%w: %v", errNotMCP, err)
@@ -232,18 +256,21 @@ func (s *session) relayPayload(payload []byte, want json.RawMessage, onResponse 
 		if err != nil {
 			return found, fmt.Errorf("%w: %v", errNotMCP, err)
 		}
-		isAnswer := want != nil && r.kind == kindResponse && sameID(r.id, want)
-		if isAnswer && onResponse != nil {
-			onResponse(r)
+		isAnswer := to.id != nil && r.kind == kindResponse && sameID(r.id, to.id)
+		if isAnswer && to.onResponse != nil {
+			to.onResponse(r)
 		}
 		if c := s.store.logger().Check(zapcore.DebugLevel, "relaying upstream message"); c != nil {
 			c.Write(zap.String("session", s.tag), zap.Stringer("kind", r.kind), zap.String("method", r.method))
+		}
+		found = found || isAnswer
+		if to.quiet {
+			continue
 		}
 		if err := s.deliver(data); err != nil {
 			return found, err
 		}
 		metrics.messages.WithLabelValues(toClient, r.kind.String()).Inc()
-		found = found || isAnswer
 	}
 	return found, nil
 }
@@ -266,6 +293,11 @@ func (s *session) listen() {
 // after a stream that ended cleanly is logged at warn, the retries after it
 // at debug.
 func (s *session) relayListenStream() {
+	defer func() {
+		s.mu.Lock()
+		s.listening = false
+		s.mu.Unlock()
+	}()
 	backoff := time.Second
 	failing := false
 	for {
@@ -327,7 +359,7 @@ func (s *session) listenOnce() (retry bool, err error) {
 	case resp.StatusCode/100 != 2:
 		return true, checkStatus(resp)
 	}
-	return true, s.relayEvents(resp.Body, nil, nil)
+	return true, s.relayEvents(resp.Body, answerTo{})
 }
 
 // deleteUpstream ends the session's upstream session. A 405 means the

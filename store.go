@@ -56,14 +56,17 @@ type sessionStore struct {
 	mu       sync.Mutex
 	sessions map[string]*session
 	closed   bool
+	// initialized holds the initialize params of clients by identity.
+	initialized map[string][]byte
 }
 
 func newSessionStore(u *url.URL, prefix string, logger *zap.Logger) *sessionStore {
 	s := &sessionStore{
-		upstream: newUpstreamClient(u),
-		prefix:   prefix,
-		deletes:  make(chan struct{}, maxConcurrentDeletes),
-		sessions: make(map[string]*session),
+		upstream:    newUpstreamClient(u),
+		prefix:      prefix,
+		deletes:     make(chan struct{}, maxConcurrentDeletes),
+		sessions:    make(map[string]*session),
+		initialized: make(map[string][]byte),
 	}
 	s.log.Store(logger)
 	return s
