@@ -27,6 +27,17 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		line  int    // the line the error names
 	}{
 		{
+			name:  "resume_window off",
+			input: "mcp_sse {\n\tupstream http://127.0.0.1:8081/mcp\n\tresume_window off\n}",
+			want:  Handler{Upstream: "http://127.0.0.1:8081/mcp", ResumeWindow: -1},
+		},
+		{
+			name:  "resume_window zero",
+			input: "mcp_sse {\n\tupstream http://127.0.0.1:8081/mcp\n\tresume_window 0s\n}",
+			err:   "neither off nor a positive duration",
+			line:  3,
+		},
+		{
 			name:  "upstream only",
 			input: "mcp_sse {\n\tupstream http://127.0.0.1:8081/mcp\n}",
 			want:  Handler{Upstream: "http://127.0.0.1:8081/mcp"},
@@ -38,6 +49,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				prefix        /api
 				ping_interval 5s
 				max_lifetime  1h
+				resume_window 30s
 				max_message_size 1MiB
 				max_sessions 100
 				allowed_origins https://app.example.com http://localhost:3000
@@ -50,6 +62,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				Prefix:          "/api",
 				PingInterval:    caddy.Duration(5 * time.Second),
 				MaxLifetime:     caddy.Duration(time.Hour),
+				ResumeWindow:    caddy.Duration(30 * time.Second),
 				MaxMessageSize:  1 << 20,
 				MaxSessions:     100,
 				AllowedOrigins:  []string{"https://app.example.com", "http://localhost:3000"},

@@ -191,14 +191,15 @@ func newTestUpstream(t *testing.T) *testUpstream {
 	return u
 }
 
-// failCalls makes the upstream answer the calls of the tool "broken" with
-// fail, and everything else as the MCP server does.
-func (u *testUpstream) failCalls(fail http.HandlerFunc) {
+// answerCalls makes the upstream answer the calls of tool with answer, and
+// everything else as the MCP server does.
+func (u *testUpstream) answerCalls(tool string, answer http.HandlerFunc) {
+	name := []byte(`"name":"` + tool + `"`)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		if err == nil && bytes.Contains(body, []byte(`"name":"broken"`)) {
-			fail(w, r)
+		if err == nil && bytes.Contains(body, name) {
+			answer(w, r)
 			return
 		}
 		u.handler.ServeHTTP(w, r)

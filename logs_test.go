@@ -17,7 +17,7 @@ import (
 func TestLogsHoldNoSecrets(t *testing.T) {
 	const password = "correct-horse-battery-staple"
 	up := newTestUpstream(t)
-	up.failCalls(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "down", http.StatusBadGateway) })
+	up.answerCalls("broken", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "down", http.StatusBadGateway) })
 	logs, globals := newCaddyLog(t, "INFO")
 	accessPath := filepath.Join(t.TempDir(), "access.log")
 	loadCaddyfileWith(t, globals, fmt.Sprintf(`http://127.0.0.1:9080 {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -106,6 +107,7 @@ type Handler struct {
 	messagePath string // <prefix>/message
 	storeKey    string
 	store       *sessionStore
+	released    *atomic.Bool // Cleanup gave up the store
 	logger      *zap.Logger
 }
 
@@ -169,6 +171,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.storeKey = key
 	h.store = val.(*sessionStore)
+	h.released = new(atomic.Bool)
 	h.store.configure(h.settings(), h.logger)
 
 	return eventsApp.On("stopping", onStopping(h.store))
@@ -199,12 +202,12 @@ func (h *Handler) Validate() error {
 // Cleanup releases this handler's reference to its session store. When no
 // config holds the store any more (the handler was removed by a reload),
 // the store ends its sessions. It is safe to call more than once, and after
-// a Provision that failed.
+// a Provision that failed. The handler keeps its store: requests the old
+// server still serves in its grace period use it.
 func (h *Handler) Cleanup() error {
-	if h.store == nil {
+	if h.released == nil || !h.released.CompareAndSwap(false, true) {
 		return nil
 	}
-	h.store = nil
 	_, err := stores.Delete(h.storeKey)
 	return err
 }

@@ -47,7 +47,7 @@ func scrape(t *testing.T, url string) map[string]float64 {
 // handler and the admin endpoint. A reload keeps them.
 func TestMetrics(t *testing.T) {
 	up := newTestUpstream(t)
-	up.failCalls(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "down", http.StatusBadGateway) })
+	up.answerCalls("broken", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "down", http.StatusBadGateway) })
 	site := fmt.Sprintf(`http://127.0.0.1:9080 {
 	bind 127.0.0.1
 	metrics /metrics

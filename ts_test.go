@@ -1,19 +1,22 @@
 package mcpsse
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"slices"
 	"testing"
+	"time"
 )
 
-// TestTypeScriptClient drives the gateway with the official TypeScript
-// SDK's SSEClientTransport (testdata/tsclient, installed by `npm ci`).
-// Outside CI a machine without node or the package skips it; in CI that is
+// nodeCommand is a command that runs a script of testdata/tsclient
+// (installed by `npm ci`), which uses the official TypeScript SDK. Outside
+// CI a machine without node or the package skips the test; in CI that is
 // a failure.
-func TestTypeScriptClient(t *testing.T) {
+func nodeCommand(t *testing.T, script string, args ...string) *exec.Cmd {
+	t.Helper()
 	node, err := exec.LookPath("node")
 	if err == nil {
 		_, err = os.Stat("testdata/tsclient/node_modules/@modelcontextprotocol/sdk/package.json")
@@ -24,16 +27,30 @@ func TestTypeScriptClient(t *testing.T) {
 		}
 		t.Skipf("the TypeScript client cannot run: %v (run npm ci in testdata/tsclient)", err)
 	}
-	up := newTestUpstream(t)
-	loadCaddyfile(t, gatewaySite(up.URL, ""))
-
-	cmd := exec.CommandContext(bounded(t), node, "client.mjs", gatewayURL+"/sse")
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, node, append([]string{script}, args...)...)
 	cmd.Dir = "testdata/tsclient"
 	cmd.Stderr = os.Stderr
-	stdout, err := cmd.Output()
+	return cmd
+}
+
+// runNode runs a script as nodeCommand has it and returns what it printed.
+func runNode(t *testing.T, script string, args ...string) []byte {
+	t.Helper()
+	stdout, err := nodeCommand(t, script, args...).Output()
 	if err != nil {
-		t.Fatalf("node client.mjs: %v\n%s", err, stdout)
+		t.Fatalf("node %s: %v\n%s", script, err, stdout)
 	}
+	return stdout
+}
+
+// TestTypeScriptClient drives the gateway with the official TypeScript
+// SDK's SSEClientTransport.
+func TestTypeScriptClient(t *testing.T) {
+	up := newTestUpstream(t)
+	loadCaddyfile(t, gatewaySite(up.URL, ""))
+	stdout := runNode(t, "client.mjs", gatewayURL+"/sse")
 	var got struct {
 		Server    string
 		Tools     []string

@@ -129,7 +129,7 @@ func TestFailingUpstreamAnswersTheRequest(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			up := newTestUpstream(t)
-			up.failCalls(tt.fail)
+			up.answerCalls("broken", tt.fail)
 			logs, globals := newCaddyLog(t, "WARN", "http.handlers.mcp_sse")
 			loadCaddyfileWith(t, globals, gatewaySite(up.URL, "upstream_timeout 300ms\n\t\tping_interval 50ms"))
 			stream := openRaw(t, nil, gatewayURL+"/sse", nil)
