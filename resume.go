@@ -155,16 +155,25 @@ func (s *session) expire(why string) {
 	s.end(why)
 }
 
-// recordSent keeps an event written to the stream for a replay, the last
-// queue_size of them.
+// maxReplayBytes bounds the events a session keeps for a replay.
+const maxReplayBytes = 1 << 20
+
+// recordSent keeps an event written to the stream for a replay: the last
+// queue_size of them, as long as they hold maxReplayBytes at most.
 func (s *session) recordSent(seq uint64, data []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	limit := s.store.settings().queueSize
-	if len(s.recent) >= limit {
-		s.recent = append(s.recent[:0], s.recent[len(s.recent)-limit+1:]...)
-	}
 	s.recent = append(s.recent, sentEvent{seq, data})
+	s.recentBytes += len(data)
+	limit := s.store.settings().queueSize
+	drop := 0
+	for len(s.recent)-drop > limit || s.recentBytes > maxReplayBytes {
+		s.recentBytes -= len(s.recent[drop].data)
+		drop++
+	}
+	if drop > 0 {
+		s.recent = append(s.recent[:0], s.recent[drop:]...)
+	}
 }
 
 // sentAfter returns the kept events written after seq, oldest first.

@@ -4,11 +4,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // tsRun is what testdata/tsclient/resume.mjs reports.
@@ -205,5 +209,28 @@ func TestReloadWithGracePeriodLosesNoCalls(t *testing.T) {
 	}
 	if ids := up.upstreamSessions(); len(ids) != 1 {
 		t.Errorf("the upstream saw %d sessions, want the one", len(ids))
+	}
+}
+
+// TestReplayKeepsTheLastEvents checks what a session keeps for a replay:
+// the last queue_size events, and no more than maxReplayBytes of them.
+func TestReplayKeepsTheLastEvents(t *testing.T) {
+	store := newSessionStore(&url.URL{Scheme: "http", Host: "127.0.0.1"}, "", zap.NewNop())
+	store.configure(&settings{queueSize: 3, changed: make(chan struct{})}, zap.NewNop())
+	s := &session{store: store}
+	for seq := uint64(1); seq <= 5; seq++ {
+		s.recordSent(seq, []byte("{}"))
+	}
+	var kept []uint64
+	for _, ev := range s.sentAfter(3) {
+		kept = append(kept, ev.seq)
+	}
+	if !slices.Equal(kept, []uint64{4, 5}) {
+		t.Errorf("after 3 it keeps %v, want [4 5]", kept)
+	}
+	s.recordSent(6, make([]byte, maxReplayBytes-1))
+	s.recordSent(7, []byte("{}"))
+	if got := s.sentAfter(0); len(got) != 1 || got[0].seq != 7 {
+		t.Errorf("over the byte bound it keeps %d events, want only the last", len(got))
 	}
 }

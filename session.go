@@ -67,17 +67,18 @@ type session struct {
 	cancel  context.CancelFunc
 	endOnce sync.Once
 
-	mu         sync.Mutex
-	upstreamID string        // the upstream's Mcp-Session-Id
-	protocol   string        // the protocol version the upstream negotiated
-	lastSent   chan struct{} // closed once the last message posted has gone upstream
-	listening  bool          // the upstream's GET stream is being relayed
-	reason     string        // why the session stopped; "" while it runs
-	ended      bool          // the upstream session is being or was deleted
-	expiry     *time.Timer   // ends the session while no stream is attached
-	recent     []sentEvent   // the last events written, for a replay
-	initParams []byte        // the params of the client's initialize
-	initSeen   bool          // a client initialize was forwarded, or one made for it
+	mu          sync.Mutex
+	upstreamID  string        // the upstream's Mcp-Session-Id
+	protocol    string        // the protocol version the upstream negotiated
+	lastSent    chan struct{} // closed once the last message posted has gone upstream
+	listening   bool          // the upstream's GET stream is being relayed
+	reason      string        // why the session stopped; "" while it runs
+	ended       bool          // the upstream session is being or was deleted
+	expiry      *time.Timer   // ends the session while no stream is attached
+	recent      []sentEvent   // the last events written, for a replay
+	recentBytes int           // the size of their data
+	initParams  []byte        // the params of the client's initialize
+	initSeen    bool          // a client initialize was forwarded, or one made for it
 }
 
 // open starts a session for the stream request r.
