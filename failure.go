@@ -18,7 +18,6 @@ var (
 
 // statusError is an upstream answer with a status other than 2xx.
 type statusError struct {
-	code   int
 	status string
 }
 
@@ -48,5 +47,5 @@ func checkStatus(resp *http.Response) error {
 	if resp.StatusCode/100 == 2 {
 		return nil
 	}
-	return &statusError{code: resp.StatusCode, status: resp.Status}
+	return &statusError{status: resp.Status}
 }

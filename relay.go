@@ -38,8 +38,8 @@ func (s *session) forward(msgs []message, header http.Header) bool {
 	for _, m := range s.heal(msgs) {
 		if !m.quiet {
 			s.received.Add(1)
+			metrics.messages.WithLabelValues(toUpstream, m.kind.String()).Inc()
 		}
-		metrics.messages.WithLabelValues(toUpstream, m.kind.String()).Inc()
 		prev := s.lastSent
 		sent := make(chan struct{})
 		s.lastSent = sent
@@ -95,9 +95,10 @@ func (s *session) exchange(m message, header http.Header, written func()) error 
 	}
 	defer observeDuration(http.MethodPost, time.Now())
 	resp, err := up.do(req, s.store.settings().upstreamTimeout)
-	if stale := header.Get(headerSessionID); err == nil && resp.StatusCode == http.StatusNotFound && stale != "" && !initialize {
+	if stale := header.Get(headerSessionID); err == nil && resp.StatusCode == http.StatusNotFound && stale != "" && !initialize && !m.quiet {
 		// The upstream forgot the session (it restarted, say): initialize
-		// a new one as the client did, and send m once more.
+		// a new one as the client did, and send m once more. Not for the
+		// gateway's own messages, which reinitialize itself sends.
 		resp.Body.Close()
 		if err := s.reinitialize(stale); err != nil {
 			return fmt.Errorf("initializing the upstream session again: %w", err)
@@ -252,20 +253,20 @@ func (s *session) relayPayload(payload []byte, to answerTo) (bool, error) {
 	}
 	found := false
 	for _, r := range msgs {
-		data, err := sanitizeJSON(r.raw)
-		if err != nil {
-			return found, fmt.Errorf("%w: %v", errNotMCP, err)
-		}
 		isAnswer := to.id != nil && r.kind == kindResponse && sameID(r.id, to.id)
 		if isAnswer && to.onResponse != nil {
 			to.onResponse(r)
 		}
-		if c := s.store.logger().Check(zapcore.DebugLevel, "relaying upstream message"); c != nil {
-			c.Write(zap.String("session", s.tag), zap.Stringer("kind", r.kind), zap.String("method", r.method))
-		}
 		found = found || isAnswer
 		if to.quiet {
 			continue
+		}
+		data, err := sanitizeJSON(r.raw)
+		if err != nil {
+			return found, fmt.Errorf("%w: %v", errNotMCP, err)
+		}
+		if c := s.store.logger().Check(zapcore.DebugLevel, "relaying upstream message"); c != nil {
+			c.Write(zap.String("session", s.tag), zap.Stringer("kind", r.kind), zap.String("method", r.method))
 		}
 		if err := s.deliver(data); err != nil {
 			return found, err
