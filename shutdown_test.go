@@ -99,10 +99,13 @@ func startCaddy(t *testing.T, caddyfile, url string) *exec.Cmd {
 // deleted, and the process must exit, within the 5 seconds the module
 // promises (a handler that ended streams only in Cleanup would hang here
 // forever).
-func TestShutdownEndsStreamsPromptly(t *testing.T) {
-	const sessions = 1000
-	up := newTestUpstream(t)
+// startGateway runs the built Caddy with one site on a free loopback
+// address: an mcp_sse handler for upstream with the given subdirectives,
+// and "up" on other paths. It returns the process and the site's address.
+func startGateway(t *testing.T, upstream, subdirectives string) (*exec.Cmd, string) {
+	t.Helper()
 	addr := freeAddr(t)
+	base := "http://" + addr
 	cmd := startCaddy(t, fmt.Sprintf(`{
 	admin off
 	persist_config off
@@ -111,10 +114,19 @@ http://%s {
 	bind 127.0.0.1
 	mcp_sse {
 		upstream %s
+		%s
 	}
 	respond "up" 200
 }
-`, addr, up.URL), "http://"+addr+"/")
+`, addr, upstream, subdirectives), base+"/")
+	return cmd, addr
+}
+
+func TestShutdownEndsStreamsPromptly(t *testing.T) {
+	const sessions = 1000
+	up := newTestUpstream(t)
+	cmd, addr := startGateway(t, up.URL, "")
+	base := "http://" + addr
 
 	streamClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: -1}}
 	postClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
@@ -126,13 +138,13 @@ http://%s {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/sse", nil)
+			req, err := http.NewRequest(http.MethodGet, base+"/sse", nil)
 			var s *rawStream
 			if err == nil {
 				s, err = openStream(streamClient, req)
 			}
 			if err == nil {
-				err = s.initialize(postClient, "http://"+addr)
+				err = s.initialize(postClient, base)
 			}
 			streams[i] = s
 			errs <- err

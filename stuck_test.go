@@ -65,22 +65,8 @@ func TestStuckClientsDoNotHoldMemory(t *testing.T) {
 	if err := setSocketOption(up.Listener.(*net.TCPListener), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 64<<10); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	caddy, addr := startGateway(t, up.URL, fmt.Sprintf("queue_size %d\n\t\tsend_timeout %s", queueSize, sendTimeout))
 	base := "http://" + addr
-	caddy := startCaddy(t, fmt.Sprintf(`{
-	admin off
-	persist_config off
-}
-http://%s {
-	bind 127.0.0.1
-	mcp_sse {
-		upstream %s
-		queue_size %d
-		send_timeout %s
-	}
-	respond "up" 200
-}
-`, addr, up.URL, queueSize, sendTimeout), base+"/")
 	pid := caddy.Process.Pid
 	baseline := procStatus(t, pid, "VmRSS")
 
