@@ -200,8 +200,7 @@ func (s *session) relayErrorBody(resp *http.Response, m message) bool {
 	if err != nil || r.kind != kindResponse || !sameID(r.id, m.id) {
 		return false
 	}
-	data, err := sanitizeJSON(r.raw)
-	if err != nil || s.deliver(data) != nil {
+	if s.deliver(eventData(r.raw)) != nil {
 		return false
 	}
 	metrics.messages.WithLabelValues(toClient, r.kind.String()).Inc()
@@ -261,14 +260,10 @@ func (s *session) relayPayload(payload []byte, to answerTo) (bool, error) {
 		if to.quiet {
 			continue
 		}
-		data, err := sanitizeJSON(r.raw)
-		if err != nil {
-			return found, fmt.Errorf("%w: %v", errNotMCP, err)
-		}
 		if c := s.store.logger().Check(zapcore.DebugLevel, "relaying upstream message"); c != nil {
 			c.Write(zap.String("session", s.tag), zap.Stringer("kind", r.kind), zap.String("method", r.method))
 		}
-		if err := s.deliver(data); err != nil {
+		if err := s.deliver(eventData(r.raw)); err != nil {
 			return found, err
 		}
 		metrics.messages.WithLabelValues(toClient, r.kind.String()).Inc()

@@ -2,7 +2,6 @@ package mcpsse
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,7 +22,7 @@ func appendEndpointEvent(dst []byte, endpoint string) []byte {
 }
 
 // appendMessageEvent appends a `message` event carrying data, which must be
-// compact JSON (sanitizeJSON makes it so). The id names the session and the
+// compact JSON (eventData makes it so). The id names the session and the
 // event's position in it.
 func appendMessageEvent(dst []byte, sessionID string, seq uint64, data []byte) []byte {
 	dst = append(dst, "id: "...)
@@ -40,23 +39,17 @@ var (
 	paragraphSeparator = []byte("\u2029")
 )
 
-// sanitizeJSON returns raw as one line of compact JSON that no SSE parser
-// can split: valid JSON has line breaks only as whitespace between tokens,
-// which compacting removes, and U+2028 and U+2029, which some JavaScript
-// parsers treat as line ends, can only stand inside strings, where their
-// escaped form means the same.
-func sanitizeJSON(raw []byte) ([]byte, error) {
-	var b bytes.Buffer
-	b.Grow(len(raw))
-	if err := json.Compact(&b, raw); err != nil {
-		return nil, err
+// eventData returns a message's compact JSON, as message.raw holds it, as
+// one line that no SSE parser can split: compact JSON has no line breaks
+// (valid JSON has them only as whitespace between tokens), and U+2028 and
+// U+2029, which some JavaScript parsers treat as line ends, can only stand
+// inside strings, where their escaped form means the same.
+func eventData(compact []byte) []byte {
+	if !bytes.Contains(compact, lineSeparator) && !bytes.Contains(compact, paragraphSeparator) {
+		return compact
 	}
-	out := b.Bytes()
-	if bytes.Contains(out, lineSeparator) || bytes.Contains(out, paragraphSeparator) {
-		out = bytes.ReplaceAll(out, lineSeparator, []byte(`\u2028`))
-		out = bytes.ReplaceAll(out, paragraphSeparator, []byte(`\u2029`))
-	}
-	return out, nil
+	out := bytes.ReplaceAll(compact, lineSeparator, []byte(`\u2028`))
+	return bytes.ReplaceAll(out, paragraphSeparator, []byte(`\u2029`))
 }
 
 // sseEvent is one event read from an upstream stream.

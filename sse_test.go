@@ -50,20 +50,18 @@ func TestSSEReaderLimit(t *testing.T) {
 	}
 }
 
-func TestSanitizeJSON(t *testing.T) {
-	in := "{\r\n  \"text\": \"line\\nbreak \u2028 sep \u2029 \\r\\n\\n\\ndata: x\"\n}"
-	got, err := sanitizeJSON([]byte(in))
+func TestEventData(t *testing.T) {
+	in := "{\r\n  \"jsonrpc\": \"2.0\", \"method\": \"m\", \"params\": {\"text\": \"line\\nbreak \u2028 sep \u2029 \\r\\n\\n\\ndata: x\"}\n}"
+	m, err := parseMessage([]byte(in))
 	if err != nil {
 		t.Fatal(err)
 	}
+	got := eventData(m.raw)
 	if strings.ContainsAny(string(got), "\r\n\u2028\u2029") {
 		t.Errorf("sanitized JSON %q still holds a line break", got)
 	}
-	want := `{"text":"line\nbreak \u2028 sep \u2029 \r\n\n\ndata: x"}`
+	want := `{"jsonrpc":"2.0","method":"m","params":{"text":"line\nbreak \u2028 sep \u2029 \r\n\n\ndata: x"}}`
 	if string(got) != want {
 		t.Errorf("got %s, want %s", got, want)
-	}
-	if _, err := sanitizeJSON([]byte(`{"a":`)); err == nil {
-		t.Error("invalid JSON passed")
 	}
 }
