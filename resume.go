@@ -68,8 +68,8 @@ func (s *sessionStore) resumable(r *http.Request) (sess *session, seq uint64, re
 		return nil, 0, false
 	}
 	var match *session
-	for _, sess := range s.all() {
-		if sess.identity != who || sess.attached.Load() || sess.stopped() {
+	for _, sess := range s.ofIdentity(who) {
+		if sess.attached.Load() || sess.stopped() {
 			continue
 		}
 		if match != nil {

@@ -55,7 +55,10 @@ type sessionStore struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session
-	closed   bool
+	// byIdentity holds the sessions of each caller identity (see
+	// identity()), so that a reconnect looks at its caller's only.
+	byIdentity map[string]map[string]*session
+	closed     bool
 	// initialized holds the initialize params of clients by identity.
 	initialized map[string][]byte
 }
@@ -66,6 +69,7 @@ func newSessionStore(u *url.URL, prefix string, logger *zap.Logger) *sessionStor
 		prefix:      prefix,
 		deletes:     make(chan struct{}, maxConcurrentDeletes),
 		sessions:    make(map[string]*session),
+		byIdentity:  make(map[string]map[string]*session),
 		initialized: make(map[string][]byte),
 	}
 	s.log.Store(logger)
@@ -96,6 +100,12 @@ func (s *sessionStore) add(sess *session) error {
 		return errTooManySessions
 	}
 	s.sessions[sess.id] = sess
+	if sess.identity != "" {
+		if s.byIdentity[sess.identity] == nil {
+			s.byIdentity[sess.identity] = make(map[string]*session)
+		}
+		s.byIdentity[sess.identity][sess.id] = sess
+	}
 	metrics.sessionsActive.Inc()
 	return nil
 }
@@ -116,10 +126,25 @@ func (s *sessionStore) all() []*session {
 func (s *sessionStore) remove(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.sessions[id]; ok {
-		delete(s.sessions, id)
-		metrics.sessionsActive.Dec()
+	sess, ok := s.sessions[id]
+	if !ok {
+		return
 	}
+	delete(s.sessions, id)
+	if same := s.byIdentity[sess.identity]; same != nil {
+		delete(same, id)
+		if len(same) == 0 {
+			delete(s.byIdentity, sess.identity)
+		}
+	}
+	metrics.sessionsActive.Dec()
+}
+
+// ofIdentity returns the sessions opened by a caller of the identity.
+func (s *sessionStore) ofIdentity(identity string) []*session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Collect(maps.Values(s.byIdentity[identity]))
 }
 
 // endAll stops every stream at once, then ends every session and waits
