@@ -142,16 +142,7 @@ func adminDo(t *testing.T, method, path string) int {
 // session is deleted.
 func TestAdminAPI(t *testing.T) {
 	up := newTestUpstream(t)
-	loadCaddyfile(t, fmt.Sprintf(`http://127.0.0.1:9080 {
-	bind 127.0.0.1
-	basic_auth {
-		alice %s
-	}
-	mcp_sse {
-		upstream %s
-		prefix /mcp
-	}
-}`, bcryptHash(t, "pw"), up.URL))
+	loadCaddyfile(t, authSite(t, up.URL, "prefix /mcp"))
 	client := &http.Client{Transport: headerTransport{"Authorization": basicAuth("alice", "pw")}}
 	stream := openRaw(t, client, gatewayURL+"/mcp/sse", nil)
 	if err := stream.initialize(client, gatewayURL); err != nil {
