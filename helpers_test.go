@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -138,14 +139,28 @@ type testUpstream struct {
 
 	mu          sync.Mutex
 	postHeaders []http.Header
+	protos      map[string]string // the protocol of each client connection, by remote address
 }
 
+// newTestUpstream starts a test upstream that speaks HTTP/1.1 only.
 func newTestUpstream(t *testing.T) *testUpstream {
+	t.Helper()
+	return startTestUpstream(t, false)
+}
+
+// newH2CTestUpstream starts a test upstream that also takes h2c.
+func newH2CTestUpstream(t *testing.T) *testUpstream {
+	t.Helper()
+	return startTestUpstream(t, true)
+}
+
+func startTestUpstream(t *testing.T, h2c bool) *testUpstream {
 	t.Helper()
 	u := &testUpstream{
 		release:  make(chan struct{}),
 		deleted:  make(chan string, 4096),
 		listened: make(chan string, 4096),
+		protos:   make(map[string]string),
 	}
 	srv := demo.NewServer()
 	u.server = srv
@@ -159,11 +174,16 @@ func newTestUpstream(t *testing.T) *testUpstream {
 			}
 		})
 	u.handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)
-	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	u.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		if r.Method != "PRI" { // an HTTP/1.1 server hands the h2c probe to its handler
+			u.protos[r.RemoteAddr] = r.Proto
+		}
 		if r.Method == http.MethodPost {
-			u.mu.Lock()
 			u.postHeaders = append(u.postHeaders, r.Header.Clone())
-			u.mu.Unlock()
+		}
+		u.mu.Unlock()
+		if r.Method == http.MethodPost {
 			if posts := u.posts.Load(); posts != nil {
 				(*posts)(w, r)
 				return
@@ -181,6 +201,12 @@ func newTestUpstream(t *testing.T) *testUpstream {
 		}
 		u.handler.ServeHTTP(w, r)
 	}))
+	if h2c {
+		u.Config.Protocols = new(http.Protocols)
+		u.Config.Protocols.SetHTTP1(true)
+		u.Config.Protocols.SetUnencryptedHTTP2(true)
+	}
+	u.Start()
 	u.URL = u.Server.URL + "/mcp"
 	// Sessions outlive a test in their resume window, with the upstream's
 	// GET stream open: cut it, or Close waits for them.
@@ -215,6 +241,14 @@ func (u *testUpstream) lastPostHeader() http.Header {
 		return nil
 	}
 	return u.postHeaders[len(u.postHeaders)-1]
+}
+
+// connections returns the protocols of the connections the upstream was
+// called on, by remote address.
+func (u *testUpstream) connections() map[string]string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return maps.Clone(u.protos)
 }
 
 // waitDeleted waits for the DELETE of one upstream session.

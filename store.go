@@ -73,6 +73,13 @@ func newSessionStore(u *url.URL, prefix string, logger *zap.Logger) *sessionStor
 		initialized: make(map[string][]byte),
 	}
 	s.log.Store(logger)
+	s.upstream.transport.onChoose = func(h2c bool) {
+		proto := "HTTP/1.1"
+		if h2c {
+			proto = "h2c"
+		}
+		s.logger().Info("upstream protocol chosen", zap.String("upstream", u.Redacted()), zap.String("protocol", proto))
+	}
 	return s
 }
 

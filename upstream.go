@@ -29,20 +29,16 @@ const upstreamDeleteTimeout = 3 * time.Second
 
 // upstreamClient sends a store's sessions' messages to the upstream MCP
 // server. Its transport is shared by every session of the store, so their
-// requests share connections (one multiplexed connection over HTTP/2).
+// requests share connections: one multiplexed connection over HTTP/2,
+// h2c included (see upstreamTransport).
 type upstreamClient struct {
 	url       *url.URL
-	transport *http.Transport
+	transport *upstreamTransport
 	client    *http.Client
 }
 
 func newUpstreamClient(u *url.URL) *upstreamClient {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.ForceAttemptHTTP2 = true
-	// Many sessions call one host at once; don't churn connections.
-	t.MaxIdleConnsPerHost = 256
-	// The bodies are parsed here, not passed through: keep them plain.
-	t.DisableCompression = true
+	t := newUpstreamTransport()
 	return &upstreamClient{
 		url:       u,
 		transport: t,

@@ -1,0 +1,137 @@
+package mcpsse
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// HTTP/2's client connection preface followed by an empty SETTINGS frame:
+// what a client with prior knowledge of h2c sends first.
+var h2cPreface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+
+// h2cProbeTimeout bounds the probe of a plain-HTTP upstream.
+const h2cProbeTimeout = 5 * time.Second
+
+// upstreamTransport carries a store's requests to its upstream over one
+// multiplexed HTTP/2 connection where the upstream offers it, so that many
+// sessions, each holding an upstream GET stream, do not need a TCP
+// connection each. An https upstream gets HTTP/2 by ALPN. A plain-http
+// upstream offers nothing to negotiate, so the transport probes it once: an
+// upstream that answers HTTP/2's connection preface gets h2c, one that does
+// not gets HTTP/1.1.
+type upstreamTransport struct {
+	h1  *http.Transport // HTTP/1.1, and HTTP/2 over TLS
+	h2c *http.Transport // HTTP/2 over cleartext TCP
+
+	// chosen is h1 or h2c once a probe has told; nil until then.
+	chosen atomic.Pointer[http.Transport]
+	// probing lets one request at a time probe the upstream.
+	probing sync.Mutex
+	// onChoose, if set, learns what a probe chose.
+	onChoose func(h2c bool)
+}
+
+func newUpstreamTransport() *upstreamTransport {
+	h1 := http.DefaultTransport.(*http.Transport).Clone()
+	h1.ForceAttemptHTTP2 = true
+	// Many sessions call one host at once; don't churn connections.
+	h1.MaxIdleConnsPerHost = 256
+	// The bodies are parsed here, not passed through: keep them plain.
+	h1.DisableCompression = true
+
+	h2c := h1.Clone()
+	h2c.Protocols = new(http.Protocols)
+	h2c.Protocols.SetUnencryptedHTTP2(true)
+	// The connections idle for as long as the sessions do: check that
+	// the upstream is still there instead of trusting a silent one.
+	h2c.HTTP2 = &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second}
+	h1.HTTP2 = h2c.HTTP2
+	return &upstreamTransport{h1: h1, h2c: h2c}
+}
+
+// RoundTrip sends req over the transport the upstream speaks.
+func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	rt := t.chosen.Load()
+	if rt == nil {
+		rt = t.choose(req)
+	}
+	resp, err := rt.RoundTrip(req)
+	if err != nil && rt == t.h2c && req.Context().Err() == nil {
+		// The upstream may have been replaced by one that speaks only
+		// HTTP/1.1: probe again on the next request.
+		t.chosen.CompareAndSwap(rt, nil)
+	}
+	return resp, err
+}
+
+// choose probes a plain-http upstream for h2c and remembers the answer. If
+// the probe cannot reach the upstream, req goes over HTTP/1.1 and the next
+// request probes again.
+func (t *upstreamTransport) choose(req *http.Request) *http.Transport {
+	if req.URL.Scheme != "http" {
+		t.chosen.Store(t.h1)
+		return t.h1
+	}
+	t.probing.Lock()
+	defer t.probing.Unlock()
+	if rt := t.chosen.Load(); rt != nil {
+		return rt
+	}
+	ctx, cancel := context.WithTimeout(req.Context(), h2cProbeTimeout)
+	defer cancel()
+	h2c, err := probeH2C(ctx, req.URL.Host)
+	if err != nil {
+		return t.h1
+	}
+	rt := t.h1
+	if h2c {
+		rt = t.h2c
+	}
+	t.chosen.Store(rt)
+	if t.onChoose != nil {
+		t.onChoose(h2c)
+	}
+	return rt
+}
+
+// probeH2C reports whether the server at host (host:port, or host for port
+// 80) answers HTTP/2's connection preface with a SETTINGS frame, as a
+// server that takes h2c with prior knowledge does. An HTTP/1.1 server
+// answers with an HTTP/1.1 error or closes the connection.
+func probeH2C(ctx context.Context, host string) (bool, error) {
+	if _, _, err := net.SplitHostPort(host); err != nil {
+		host = net.JoinHostPort(host, "80")
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	if deadline, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(deadline)
+	}
+	if _, err := conn.Write(h2cPreface); err != nil {
+		return false, nil
+	}
+	// Whatever else happens (an HTTP/1.1 error, a close, a reset, no
+	// answer in time), the server did not take h2c.
+	var frame [9]byte // a frame header: length, type, flags, stream
+	if _, err := io.ReadFull(conn, frame[:]); err != nil {
+		return false, nil
+	}
+	const typeSettings = 0x4
+	return frame[3] == typeSettings && bytes.Equal(frame[5:], []byte{0, 0, 0, 0}), nil
+}
+
+// CloseIdleConnections closes both transports' idle connections.
+func (t *upstreamTransport) CloseIdleConnections() {
+	t.h1.CloseIdleConnections()
+	t.h2c.CloseIdleConnections()
+}
