@@ -31,6 +31,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		send_timeout     <duration>
 //		queue_size       <n>
 //		upstream_timeout <duration>
+//		upstream_stream  on|off
 //	}
 //
 // Each subdirective may appear once. Unknown subdirectives are errors, not
@@ -94,6 +95,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("resume_window: %q is neither off nor a positive duration", d.Val())
 			}
 			h.ResumeWindow = caddy.Duration(dur)
+		case "upstream_stream":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			switch d.Val() {
+			case "on":
+				h.DisableUpstreamStream = false
+			case "off":
+				h.DisableUpstreamStream = true
+			default:
+				return d.Errf("upstream_stream: %q is neither on nor off", d.Val())
+			}
 		case "max_message_size":
 			if !d.NextArg() {
 				return d.ArgErr()

@@ -56,6 +56,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				send_timeout 3s
 				queue_size 8
 				upstream_timeout 1m
+				upstream_stream off
 			}`,
 			want: Handler{
 				Upstream:        "https://mcp.example.com/mcp",
@@ -69,6 +70,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				SendTimeout:     caddy.Duration(3 * time.Second),
 				QueueSize:       8,
 				UpstreamTimeout: caddy.Duration(time.Minute),
+
+				DisableUpstreamStream: true,
 			},
 		},
 		{
@@ -97,6 +100,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "origin with path", input: "mcp_sse {\n upstream http://a\n allowed_origins https://a.example/x\n}", err: `allowed origin "https://a.example/x" must be scheme://host[:port]`, line: 3},
 		{name: "no origins", input: "mcp_sse {\n upstream http://a\n allowed_origins\n}", err: "wrong argument count", line: 3},
 		{name: "zero upstream timeout", input: "mcp_sse {\n upstream http://a\n upstream_timeout 0\n}", err: `upstream_timeout: duration "0" must be positive`, line: 3},
+		{name: "upstream_stream neither", input: "mcp_sse {\n upstream http://a\n upstream_stream maybe\n}", err: `upstream_stream: "maybe" is neither on nor off`, line: 3},
 		{name: "duration missing", input: "mcp_sse {\n upstream http://a\n max_lifetime\n}", err: "wrong argument count", line: 3},
 	}
 	for _, tc := range tests {

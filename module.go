@@ -102,6 +102,14 @@ type Handler struct {
 	// streams may take longer once its headers are in. Default: 30s.
 	UpstreamTimeout caddy.Duration `json:"upstream_timeout,omitempty"`
 
+	// Turns off the upstream GET stream each session otherwise holds. That
+	// stream carries what the upstream sends outside any request: list
+	// changes, log messages, its own requests to the client. It costs an
+	// upstream HTTP/2 stream (over HTTP/1.1, a connection) and about 20 KiB
+	// of memory per session; an upstream that never sends such messages
+	// does not need it. Default: false, each session holds the stream.
+	DisableUpstreamStream bool `json:"disable_upstream_stream,omitempty"`
+
 	upstreamURL *url.URL
 	streamPath  string // <prefix>/sse
 	messagePath string // <prefix>/message
@@ -222,6 +230,7 @@ func (h *Handler) settings() *settings {
 		resumeWindow:    max(time.Duration(h.ResumeWindow), 0),
 		queueSize:       h.QueueSize,
 		maxSessions:     h.MaxSessions,
+		upstreamStream:  !h.DisableUpstreamStream,
 		changed:         make(chan struct{}),
 	}
 }

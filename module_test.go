@@ -180,6 +180,25 @@ func TestMessagesNotTiedToARequestArrive(t *testing.T) {
 	}
 }
 
+// TestUpstreamStreamOff: with upstream_stream off, sessions work without
+// the upstream's GET stream.
+func TestUpstreamStreamOff(t *testing.T) {
+	up := newTestUpstream(t)
+	loadCaddyfile(t, gatewaySite(up.URL, "upstream_stream off"))
+	cs := connect(t, gatewayURL+"/sse", nil, nil)
+	// The call follows notifications/initialized, after which the
+	// gateway would open the stream.
+	if got, err := callText(bounded(t), cs, "echo", map[string]any{"text": "hi"}); err != nil || got != "hi" {
+		t.Fatalf("echo = %q, %v", got, err)
+	}
+	if _, err := cs.ListTools(bounded(t), nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(up.listened); n != 0 {
+		t.Errorf("the gateway opened %d upstream GET streams", n)
+	}
+}
+
 func TestCloseDeletesUpstreamSession(t *testing.T) {
 	up := newTestUpstream(t)
 	loadCaddyfile(t, gatewaySite(up.URL, "resume_window off"))

@@ -272,8 +272,12 @@ func (s *session) relayPayload(payload []byte, to answerTo) (bool, error) {
 }
 
 // listen relays the upstream's GET stream, which carries the messages not
-// tied to a request, for as long as the session lives. It starts once.
+// tied to a request, for as long as the session lives. It starts once,
+// unless the handler's config turns the stream off.
 func (s *session) listen() {
+	if !s.store.settings().upstreamStream {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.listening || s.reason != "" {

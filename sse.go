@@ -164,12 +164,13 @@ func (s *sseReader) readLine() ([]byte, error) {
 
 // fill moves the unread bytes to the front of the buffer, growing it when
 // they take more than half of it (and dropping a large buffer once a large
-// line is done), and reads more.
+// line is done), and reads more. The buffer starts small: a session's
+// upstream GET stream holds its reader for the session's life, mostly idle.
 func (s *sseReader) fill(unread []byte) error {
-	const small = 4 << 10
+	const initial, large = 512, 64 << 10
 	switch {
-	case len(unread) > cap(s.buf)/2 || cap(s.buf) < small || (cap(s.buf) > 16*small && len(unread) < small):
-		buf := make([]byte, len(unread), max(2*len(unread), small))
+	case len(unread) > cap(s.buf)/2 || cap(s.buf) < initial || (cap(s.buf) > large && len(unread) < initial):
+		buf := make([]byte, len(unread), max(2*len(unread), initial))
 		copy(buf, unread)
 		s.buf = buf
 	default:

@@ -38,6 +38,7 @@ type settings struct {
 	resumeWindow    time.Duration // 0: sessions end with their stream
 	queueSize       int
 	maxSessions     int
+	upstreamStream  bool // sessions hold the upstream's GET stream
 	changed         chan struct{}
 }
 
