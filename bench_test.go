@@ -119,7 +119,7 @@ func BenchmarkStreamWriteMessage(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			data := eventData([]byte(tc.raw))
 			w := &benchResponseWriter{header: make(http.Header)}
-			st := newStream(w)
+			st := newStream(w, httptest.NewRequest(http.MethodGet, "/sse", nil))
 			if err := st.writeMessage(benchSessionID, 1, data); err != nil {
 				b.Fatal(err)
 			}

@@ -73,7 +73,7 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusOK)
 
 	a := sess.attach()
-	st := newStream(w)
+	st := newStream(w, r)
 	reason := reasonClientGone
 	if err := st.write(appendEndpointEvent(nil, endpointPath(r, h.Prefix)+"?sessionId="+sess.id)); err == nil {
 		reason = sess.serve(r.Context(), st, a, after, replay)

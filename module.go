@@ -57,10 +57,12 @@ type Handler struct {
 	// one. Default: "" (serve /sse and /message).
 	Prefix string `json:"prefix,omitempty"`
 
-	// How long a stream may go without a write before the handler sends
-	// a keep-alive comment (`: ping`). Keep it well under the idle timeouts
-	// of clients and load balancers (many drop a stream silent for 300s)
-	// and under the server's write idle timeout. Default: 15s.
+	// How often the handler sends a keep-alive comment (`: ping`) on each
+	// stream, busy or not. Keep it well under the idle timeouts of clients
+	// and load balancers (many drop a stream silent for 300s) and under the
+	// server's write idle timeout. The streams one HTTP/2 connection
+	// carries ping together, so that their pings share a write. Default:
+	// 15s.
 	PingInterval caddy.Duration `json:"ping_interval,omitempty"`
 
 	// How long a stream may live. When it is reached the stream ends

@@ -3,6 +3,8 @@ package mcpsse
 import (
 	"context"
 	"errors"
+	"hash/fnv"
+	"io"
 	"net/http"
 	"os"
 	"time"
@@ -14,10 +16,28 @@ type stream struct {
 	rc          *http.ResponseController
 	buf         []byte
 	sendTimeout time.Duration
+	// conn names the client's connection, which sets the phase of the
+	// stream's pings (see untilPing).
+	conn uint32
 }
 
-func newStream(w http.ResponseWriter) *stream {
-	return &stream{w: w, rc: http.NewResponseController(w)}
+// pingEpoch is the start of every stream's ping grid.
+var pingEpoch = time.Now()
+
+func newStream(w http.ResponseWriter, r *http.Request) *stream {
+	h := fnv.New32a()
+	_, _ = io.WriteString(h, r.RemoteAddr)
+	return &stream{w: w, rc: http.NewResponseController(w), conn: h.Sum32()}
+}
+
+// untilPing returns the time to the stream's next ping. Pings fall on a
+// grid of the interval whose phase depends on the client's connection
+// only: the streams that one HTTP/2 connection carries ping at the same
+// moment, so their pings share a write to the socket, while different
+// connections spread their pings over the interval.
+func (st *stream) untilPing(interval time.Duration) time.Duration {
+	phase := time.Duration(uint64(st.conn) % uint64(interval))
+	return interval - (time.Since(pingEpoch)+interval-phase)%interval
 }
 
 // write writes p and flushes it to the client at once, giving the client
@@ -54,8 +74,8 @@ func (st *stream) writeMessage(sessionID string, seq uint64, data []byte) error 
 	return err
 }
 
-// serve writes the session's events to st, and a ping whenever nothing
-// was written for the ping interval, until the client leaves (ctx ends),
+// serve writes the session's events to st, and a ping every ping
+// interval, until the client leaves (ctx ends),
 // the stream's lifetime is up, another stream takes over, or the session
 // ends. With replay, it first writes again the events written after seq.
 // It returns why it stopped. A reload's new settings apply at once.
@@ -70,7 +90,7 @@ func (s *session) serve(ctx context.Context, st *stream, a *attachment, seq uint
 			}
 		}
 	}
-	ping := time.NewTimer(cfg.pingInterval)
+	ping := time.NewTimer(st.untilPing(cfg.pingInterval))
 	defer ping.Stop()
 	lifetime := newLifetimeTimer(started, cfg.maxLifetime)
 	defer lifetime.Stop()
@@ -82,18 +102,17 @@ func (s *session) serve(ctx context.Context, st *stream, a *attachment, seq uint
 			if err := st.writeMessage(s.id, seq, data); err != nil {
 				return goneReason(err)
 			}
-			ping.Reset(cfg.pingInterval)
 		case <-ping.C:
 			if err := st.write(pingComment); err != nil {
 				return goneReason(err)
 			}
-			ping.Reset(cfg.pingInterval)
+			ping.Reset(st.untilPing(cfg.pingInterval))
 		case <-lifetime.C:
 			return reasonLifetime
 		case <-cfg.changed:
 			cfg = s.store.settings()
 			st.sendTimeout = cfg.sendTimeout
-			ping.Reset(cfg.pingInterval)
+			ping.Reset(st.untilPing(cfg.pingInterval))
 			lifetime.Stop()
 			lifetime = newLifetimeTimer(started, cfg.maxLifetime)
 		case <-ctx.Done():
