@@ -1,0 +1,231 @@
+// Command mcp-sse-bench measures the mcp_sse gateway beside what a user
+// would run instead, in one run on one machine: the Go SDK's own HTTP+SSE
+// server reached directly (no gateway at all), and stock Caddy
+// reverse_proxy in front of that server. It starts every process itself
+// (the upstream MCP server, this program's `upstream` subcommand, and one
+// Caddy per measurement), drives them as a raw HTTP+SSE client over several
+// loopback source addresses, reads the servers' memory and CPU from /proc,
+// prints a table and writes it, with PNG plots, to the output directory.
+//
+//	go build -o bin/caddy ./cmd/caddy
+//	go run ./cmd/mcp-sse-bench -caddy bin/caddy
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	stdlog "log"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// log reports progress on stderr. It is this program's own: the upstream
+// subcommand links Caddy in (through the demo server), and Caddy sends the
+// standard logger to its own.
+var log = stdlog.New(os.Stderr, "", stdlog.Ltime)
+
+// config is the run's settings, from the flags.
+type config struct {
+	caddy   string
+	out     string
+	sources int
+
+	sequentialCalls int
+	loopSessions    int
+	loopWarmup      time.Duration
+	loopTime        time.Duration
+	sweep           []int
+	sweepHold       time.Duration
+	h1Sessions      int
+	h2cSessions     int
+	hold            time.Duration
+}
+
+func main() {
+	if len(os.Args) > 1 {
+		sub := map[string]func([]string) error{"upstream": runUpstream, "hold": runHold, "loop": runLoop}[os.Args[1]]
+		if sub != nil {
+			if err := sub(os.Args[2:]); err != nil {
+				log.Fatal(err)
+			}
+			return
+		}
+	}
+	var cfg config
+	var sweep string
+	flag.StringVar(&cfg.caddy, "caddy", "bin/caddy", "the Caddy binary with mcp_sse (go build -o bin/caddy ./cmd/caddy)")
+	flag.StringVar(&cfg.out, "out", "bench-results", "the directory for the table, plots and logs")
+	flag.IntVar(&cfg.sources, "sources", 16, "loopback source addresses to spread connections over (127.0.0.2 and up)")
+	flag.IntVar(&cfg.sequentialCalls, "sequential", 2000, "calls of the one-session sequential latency run")
+	flag.IntVar(&cfg.loopSessions, "loop-sessions", 1000, "sessions of the closed-loop throughput run")
+	flag.DurationVar(&cfg.loopWarmup, "loop-warmup", 5*time.Second, "warmup of the closed-loop run, not measured")
+	flag.DurationVar(&cfg.loopTime, "loop-time", 20*time.Second, "measured time of the closed-loop run")
+	flag.StringVar(&sweep, "sweep", "1000,2500,5000,9000", "session counts held by every system for the memory plot")
+	flag.DurationVar(&cfg.sweepHold, "sweep-hold", 15*time.Second, "how long each sweep point is held")
+	flag.IntVar(&cfg.h1Sessions, "sessions", 15000, "sessions the gateway holds, one TCP connection each (0 skips)")
+	flag.IntVar(&cfg.h2cSessions, "h2c-sessions", 100000, "sessions the gateway holds over h2c connections (0 skips)")
+	flag.DurationVar(&cfg.hold, "hold", 5*time.Minute, "how long the gateway holds those sessions")
+	flag.Parse()
+	for f := range strings.SplitSeq(sweep, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			log.Fatalf("-sweep: %q is not a session count", f)
+		}
+		cfg.sweep = append(cfg.sweep, n)
+	}
+	if _, err := os.Stat(cfg.caddy); err != nil {
+		log.Fatalf("-caddy: %v (build it with: go build -o bin/caddy ./cmd/caddy)", err)
+	}
+	if err := os.MkdirAll(cfg.out, 0o755); err != nil {
+		log.Fatal(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := run(ctx, &cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	table := res.table(&cfg)
+	fmt.Print(table)
+	if err := os.WriteFile(cfg.out+"/results.md", []byte(table), 0o644); err != nil {
+		log.Fatal(err)
+	}
+	if err := res.plot(cfg.out); err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("table, plots and logs are in %s", cfg.out)
+}
+
+// results is everything a run measured, by system.
+type results struct {
+	sequential map[string]loadResult
+	upstream   loadResult // Streamable HTTP, called directly
+	loop       map[string]loadResult
+	sweep      map[string][]holdResult
+	// The gateway's holds at the target scale, with one connection per
+	// session or over h2c, by upstream stream setting.
+	h1, h2c map[string]*holdResult
+}
+
+// The gateway's two upstream stream settings.
+const (
+	streamOn  = "upstream_stream on (default)"
+	streamOff = "upstream_stream off"
+)
+
+// run measures every workload on every system, each on fresh processes.
+func run(ctx context.Context, cfg *config) (*results, error) {
+	res := &results{
+		sequential: make(map[string]loadResult),
+		loop:       make(map[string]loadResult),
+		sweep:      make(map[string][]holdResult),
+		h1:         make(map[string]*holdResult),
+		h2c:        make(map[string]*holdResult),
+	}
+	h1 := newHTTPClient(clientOptions{sources: cfg.sources})
+
+	log.Print("sequential calls, Streamable HTTP upstream called directly")
+	up, err := startUpstream(cfg.out)
+	if err != nil {
+		return nil, err
+	}
+	direct, err := openStreamable(ctx, h1, "http://"+up.streamable+"/mcp")
+	if err == nil {
+		res.upstream, err = sequential(ctx, direct, cfg.sequentialCalls/10, cfg.sequentialCalls)
+	}
+	up.stop()
+	if err != nil {
+		return nil, fmt.Errorf("upstream direct: %w", err)
+	}
+
+	for _, system := range systems {
+		log.Printf("%s: sequential calls, then %d sessions in a closed loop", system, cfg.loopSessions)
+		d, err := deploy(ctx, cfg, system, deployOptions{})
+		if err != nil {
+			return nil, err
+		}
+		seq, loop, err := measureCalls(ctx, cfg, h1, d)
+		d.stop()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", system, err)
+		}
+		res.sequential[system], res.loop[system] = seq, loop
+		log.Printf("  sequential p50 %v; closed loop %.0f calls/s, %d errors", quantile(seq.latency, .5), loop.rate(), loop.errors)
+		if loop.firstErr != nil {
+			log.Printf("  first error: %v", loop.firstErr)
+		}
+
+		for _, n := range cfg.sweep {
+			log.Printf("%s: holding %d sessions for %v", system, n, cfg.sweepHold)
+			r, err := holdOn(ctx, cfg, h1, system, deployOptions{}, n, cfg.sweepHold)
+			if err != nil {
+				return nil, err
+			}
+			res.sweep[system] = append(res.sweep[system], r)
+		}
+	}
+
+	h2c := newHTTPClient(clientOptions{h2c: true, sources: cfg.sources})
+	for _, stream := range []string{streamOn, streamOff} {
+		off := stream == streamOff
+		if cfg.h1Sessions > 0 {
+			log.Printf("%s, %s: holding %d sessions, one TCP connection each, for %v", systemGateway, stream, cfg.h1Sessions, cfg.hold)
+			r, err := holdOn(ctx, cfg, h1, systemGateway, deployOptions{noUpstreamStream: off}, cfg.h1Sessions, cfg.hold)
+			if err != nil {
+				return nil, err
+			}
+			res.h1[stream] = &r
+		}
+		if cfg.h2cSessions > 0 {
+			log.Printf("%s, %s: holding %d sessions over h2c for %v", systemGateway, stream, cfg.h2cSessions, cfg.hold)
+			r, err := holdOn(ctx, cfg, h2c, systemGateway, deployOptions{h2c: true, noUpstreamStream: off}, cfg.h2cSessions, cfg.hold)
+			if err != nil {
+				return nil, err
+			}
+			res.h2c[stream] = &r
+		}
+	}
+	return res, nil
+}
+
+// measureCalls runs the sequential and the closed-loop workloads on d.
+func measureCalls(ctx context.Context, cfg *config, client *http.Client, d *deployment) (seq, loop loadResult, err error) {
+	s, err := openSSE(ctx, client, d.streamURL)
+	if err != nil {
+		return seq, loop, err
+	}
+	seq, err = sequential(ctx, s, cfg.sequentialCalls/10, cfg.sequentialCalls)
+	s.close()
+	if err != nil {
+		return seq, loop, err
+	}
+	loop, err = closedLoop(ctx, client, d, cfg.loopSessions, cfg.loopWarmup, cfg.loopTime)
+	return seq, loop, err
+}
+
+// holdOn deploys system and holds n idle sessions on it.
+func holdOn(ctx context.Context, cfg *config, client *http.Client, system string, opts deployOptions, n int, hold time.Duration) (holdResult, error) {
+	d, err := deploy(ctx, cfg, system, opts)
+	if err != nil {
+		return holdResult{}, err
+	}
+	defer d.stop()
+	r, err := holdIdle(ctx, client, d, n, hold, log.Printf)
+	if err != nil {
+		return r, fmt.Errorf("%s, %d sessions: %w", system, n, err)
+	}
+	log.Printf("  %.1f KiB per session (RSS %d MiB), %d dropped, idle CPU %.1f%%", r.kibPerSession(), r.held.rss>>20, r.dropped, 100*r.idleCPU)
+	if r.openErr != nil {
+		log.Printf("  first failure to open: %v", r.openErr)
+	}
+	return r, nil
+}

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Targets the gateway is measured against.
+const (
+	targetKiBPerSession = 32
+	targetIdleCPU       = 0.05
+	targetThroughput    = 1.0 // times reverse_proxy's
+	targetAddedLatency  = 500 * time.Microsecond
+)
+
+// table renders the results as Markdown: the machine, the comparison of the
+// systems, and the gateway against its targets.
+func (res *results) table(cfg *config) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Machine: %s\n\n", machine())
+
+	row := func(name string, cell func(system string) string) {
+		fmt.Fprintf(&b, "| %s |", name)
+		for _, s := range systems {
+			fmt.Fprintf(&b, " %s |", cell(s))
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "| |")
+	for _, s := range systems {
+		fmt.Fprintf(&b, " %s |", s)
+	}
+	b.WriteString("\n|---|")
+	b.WriteString(strings.Repeat("---:|", len(systems)))
+	b.WriteString("\n")
+	row(fmt.Sprintf("one session, %d sequential calls: p50 / p99", cfg.sequentialCalls), func(s string) string {
+		r := res.sequential[s]
+		return fmt.Sprintf("%s / %s", ms(quantile(r.latency, .5)), ms(quantile(r.latency, .99)))
+	})
+	row(fmt.Sprintf("%d sessions, closed loop: calls/s", cfg.loopSessions), func(s string) string {
+		r := res.loop[s]
+		return fmt.Sprintf("%.0f", r.rate())
+	})
+	row("… p50 / p99 latency", func(s string) string {
+		r := res.loop[s]
+		return fmt.Sprintf("%s / %s", ms(quantile(r.latency, .5)), ms(quantile(r.latency, .99)))
+	})
+	row("… failed calls", func(s string) string { return fmt.Sprint(res.loop[s].errors) })
+	row("… CPU of the server / of the MCP server behind it (cores)", func(s string) string {
+		r := res.loop[s]
+		if s == systemDirect {
+			return fmt.Sprintf("%.2f", r.cpu)
+		}
+		return fmt.Sprintf("%.2f / %.2f", r.cpu, r.upstreamCPU)
+	})
+	row("… CPU per call, all servers (µs)", func(s string) string {
+		r := res.loop[s]
+		return fmt.Sprintf("%.0f", (r.cpu+r.upstreamCPU)/r.rate()*1e6)
+	})
+	for i, n := range cfg.sweep {
+		row(fmt.Sprintf("%d idle sessions: RSS per session", n), func(s string) string {
+			if i >= len(res.sweep[s]) {
+				return "–"
+			}
+			r := res.sweep[s][i]
+			cell := fmt.Sprintf("%.1f KiB", r.kibPerSession())
+			if r.failed > 0 || r.dropped > 0 {
+				cell += fmt.Sprintf(" (%d failed, %d dropped)", r.failed, r.dropped)
+			}
+			return cell
+		})
+	}
+	if len(cfg.sweep) > 0 {
+		last := len(cfg.sweep) - 1
+		row(fmt.Sprintf("setup rate, %d sessions (sessions/s)", cfg.sweep[last]), func(s string) string {
+			if last >= len(res.sweep[s]) {
+				return "–"
+			}
+			return fmt.Sprintf("%.0f", res.sweep[s][last].setupRate())
+		})
+	}
+	b.WriteString("\nSDK SSE direct is the Go SDK's HTTP+SSE server with no gateway; its RSS is that server's, which\n" +
+		"also runs the tools. The others' RSS is Caddy's alone. Only mcp_sse sends keep-alive pings (every 15s).\n\n")
+
+	b.WriteString("| target | measured | met |\n|---|---|:-:|\n")
+	target := func(name, measured string, met bool) {
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", name, measured, yes(met))
+	}
+	hold := func(r *holdResult, how string) {
+		if r == nil {
+			return
+		}
+		target(fmt.Sprintf("%d sessions %s, held %v: none dropped", r.sessions+r.failed, how, r.holdElapsed.Round(time.Second)),
+			fmt.Sprintf("%d failed to open, %d dropped (setup %.0f sessions/s)", r.failed, r.dropped, r.setupRate()),
+			r.failed == 0 && r.dropped == 0)
+		target(fmt.Sprintf("… RSS at most %d KiB per session", targetKiBPerSession),
+			fmt.Sprintf("%.1f KiB (RSS %d MiB; %.1f KiB over the %d MiB at rest; peak %d MiB)",
+				r.kibPerSession(), r.held.rss>>20, r.addedKiBPerSession(), r.before.rss>>20, r.peakRSS>>20),
+			r.kibPerSession() <= targetKiBPerSession)
+		target(fmt.Sprintf("… CPU while idle at most %.0f%% of a core", 100*targetIdleCPU),
+			fmt.Sprintf("%.1f%%", 100*r.idleCPU), r.idleCPU <= targetIdleCPU)
+	}
+	for _, stream := range []string{streamOn, streamOff} {
+		hold(res.h1[stream], "with a TCP connection each, "+stream)
+		hold(res.h2c[stream], "over h2c, "+stream)
+	}
+	gw, proxy := res.loop[systemGateway], res.loop[systemProxy]
+	if proxy.rate() > 0 {
+		ratio := gw.rate() / proxy.rate()
+		target(fmt.Sprintf("throughput, %d sessions: at least %.1fx reverse_proxy (aim 1.5x)", cfg.loopSessions, targetThroughput),
+			fmt.Sprintf("%.2fx (%.0f vs %.0f calls/s)", ratio, gw.rate(), proxy.rate()), ratio >= targetThroughput)
+	}
+	added := quantile(res.sequential[systemGateway].latency, .5) - quantile(res.upstream.latency, .5)
+	target(fmt.Sprintf("added p50 latency at most %v over calling the upstream directly", targetAddedLatency),
+		fmt.Sprintf("%s (p50 %s through mcp_sse, %s to the Streamable HTTP upstream)",
+			ms(added), ms(quantile(res.sequential[systemGateway].latency, .5)), ms(quantile(res.upstream.latency, .5))),
+		added <= targetAddedLatency)
+	return b.String()
+}
+
+// plot writes the latency and memory plots into dir.
+func (res *results) plot(dir string) error {
+	var seq, loop []latencySeries
+	var mem []memorySeries
+	for _, s := range systems {
+		seq = append(seq, latencySeries{System: s, Percentiles: percentilesOf(res.sequential[s].latency)})
+		loop = append(loop, latencySeries{System: s, Percentiles: percentilesOf(res.loop[s].latency)})
+		m := memorySeries{System: s}
+		for _, r := range res.sweep[s] {
+			m.Points = append(m.Points, memoryPoint{Sessions: r.sessions, KiBPerSession: r.kibPerSession()})
+		}
+		mem = append(mem, m)
+	}
+	// The gateway at the target scale, one line per way of holding the
+	// sessions.
+	for _, stream := range []string{streamOn, streamOff} {
+		m := memorySeries{System: systemGateway + ", " + stream}
+		for _, r := range []*holdResult{res.h1[stream], res.h2c[stream]} {
+			if r != nil {
+				m.Points = append(m.Points, memoryPoint{Sessions: r.sessions, KiBPerSession: r.kibPerSession()})
+			}
+		}
+		if len(m.Points) > 0 {
+			mem = append(mem, m)
+		}
+	}
+	if err := writeLatencyPlot(filepath.Join(dir, "latency-sequential.png"), "One session, sequential tools/call", seq); err != nil {
+		return err
+	}
+	if err := writeLatencyPlot(filepath.Join(dir, "latency-closed-loop.png"), "1,000 sessions, closed-loop tools/call", loop); err != nil {
+		return err
+	}
+	return writeMemoryPlot(filepath.Join(dir, "memory.png"), "Server RSS per idle session", mem, targetKiBPerSession)
+}
+
+// machine describes where the run happened.
+func machine() string {
+	model := "unknown CPU"
+	if info, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(info), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	mem := ""
+	if info, err := os.ReadFile("/proc/meminfo"); err == nil {
+		line, _, _ := strings.Cut(string(info), "\n")
+		var kb int64
+		if _, err := fmt.Sscanf(strings.TrimPrefix(line, "MemTotal:"), "%d", &kb); err == nil {
+			mem = fmt.Sprintf(", %.0f GiB", float64(kb)/(1<<20))
+		}
+	}
+	return fmt.Sprintf("%d × %s%s, %s, %s", runtime.NumCPU(), model, mem, runtime.Version(), time.Now().Format("2006-01-02"))
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
+
+func yes(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}

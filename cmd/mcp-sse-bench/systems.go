@@ -1,0 +1,227 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// The systems compared, by the names the table and plots use.
+const (
+	systemGateway = "mcp_sse"
+	systemProxy   = "reverse_proxy"
+	systemDirect  = "SDK SSE direct"
+)
+
+// systems is every system, in the order of the table's columns.
+var systems = []string{systemGateway, systemProxy, systemDirect}
+
+// stopTimeout bounds a child's graceful stop, which for the gateway includes
+// deleting every upstream session.
+const stopTimeout = 60 * time.Second
+
+// proc is a child process the bench started.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// startProc starts argv with its output appended to logPath.
+func startProc(logPath string, env []string, argv ...string) (*proc, *os.File, error) {
+	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stderr = log
+	cmd.Env = append(os.Environ(), env...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		log.Close()
+		return nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return nil, nil, fmt.Errorf("starting %s: %w", argv[0], err)
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		log.Close()
+		close(p.done)
+	}()
+	return p, stdout.(*os.File), nil
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// stop asks the process to end, and kills it if it has not within
+// stopTimeout.
+func (p *proc) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(stopTimeout):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// upstream is the MCP server process: Streamable HTTP for the gateway,
+// HTTP+SSE for the baselines.
+type upstream struct {
+	*proc
+	streamable string // host:port
+	sse        string // host:port
+}
+
+// startUpstream starts this program's upstream subcommand.
+func startUpstream(dir string) (*upstream, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	p, stdout, err := startProc(filepath.Join(dir, "upstream.log"), nil, self, "upstream")
+	if err != nil {
+		return nil, err
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		p.stop()
+		return nil, fmt.Errorf("upstream did not start: %v (see %s)", err, filepath.Join(dir, "upstream.log"))
+	}
+	addrs := strings.Fields(line)
+	if len(addrs) != 2 {
+		p.stop()
+		return nil, fmt.Errorf("upstream printed %q, want two addresses", line)
+	}
+	return &upstream{proc: p, streamable: addrs[0], sse: addrs[1]}, nil
+}
+
+// deployment is one system serving HTTP+SSE, ready for clients.
+type deployment struct {
+	system    string
+	streamURL string
+	pid       int // the process measured: the gateway, or the server itself
+	upstream  int // the MCP server's process
+	stop      func()
+}
+
+// deployOptions vary how a system is deployed.
+type deployOptions struct {
+	h2c              bool // Caddy also takes h2c
+	noUpstreamStream bool // mcp_sse with upstream_stream off
+}
+
+// deploy starts a fresh upstream and, for the systems in front of it, a
+// fresh Caddy, so that every measurement starts from processes at rest.
+func deploy(ctx context.Context, cfg *config, system string, opts deployOptions) (*deployment, error) {
+	up, err := startUpstream(cfg.out)
+	if err != nil {
+		return nil, err
+	}
+	if system == systemDirect {
+		return &deployment{system: system, streamURL: "http://" + up.sse + "/sse", pid: up.pid(), upstream: up.pid(), stop: up.stop}, nil
+	}
+	port, err := freePort()
+	if err != nil {
+		up.stop()
+		return nil, err
+	}
+	var handler string
+	if system == systemGateway {
+		stream := ""
+		if opts.noUpstreamStream {
+			stream = "\n\t\tupstream_stream off"
+		}
+		handler = fmt.Sprintf("mcp_sse {\n\t\tupstream http://%s/mcp\n\t\tping_interval 15s%s\n\t}", up.streamable, stream)
+	} else {
+		handler = "reverse_proxy " + up.sse
+	}
+	protocols := "h1 h2"
+	if opts.h2c {
+		protocols = "h1 h2 h2c"
+	}
+	caddyfile := fmt.Sprintf(`{
+	admin off
+	persist_config off
+	servers {
+		protocols %s
+	}
+}
+
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	%s
+}
+`, protocols, port, handler)
+	path := filepath.Join(cfg.out, "Caddyfile."+strings.ReplaceAll(system, " ", "_"))
+	if err := os.WriteFile(path, []byte(caddyfile), 0o644); err != nil {
+		up.stop()
+		return nil, err
+	}
+	state := filepath.Join(cfg.out, "caddy-state")
+	env := []string{"XDG_DATA_HOME=" + state, "XDG_CONFIG_HOME=" + state}
+	caddy, _, err := startProc(filepath.Join(cfg.out, "caddy.log"), env, cfg.caddy, "run", "--adapter", "caddyfile", "--config", path)
+	if err != nil {
+		up.stop()
+		return nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if err := waitListening(ctx, addr, caddy); err != nil {
+		caddy.stop()
+		up.stop()
+		return nil, fmt.Errorf("%s: %w (see %s)", system, err, filepath.Join(cfg.out, "caddy.log"))
+	}
+	return &deployment{
+		system:    system,
+		streamURL: "http://" + addr + "/sse",
+		pid:       caddy.pid(),
+		upstream:  up.pid(),
+		stop: func() {
+			caddy.stop()
+			up.stop()
+		},
+	}, nil
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitListening waits until addr takes connections or p exits.
+func waitListening(ctx context.Context, addr string, p *proc) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		select {
+		case <-p.done:
+			return errors.New("caddy exited before it listened")
+		case <-ctx.Done():
+			return fmt.Errorf("nothing listens on %s: %w", addr, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
