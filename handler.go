@@ -72,11 +72,11 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) error {
 	hdr.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 
-	a := sess.attach()
+	a := sess.attach(r.Context())
 	st := newStream(w, r)
 	reason := reasonClientGone
 	if err := st.write(appendEndpointEvent(nil, endpointPath(r, h.Prefix)+"?sessionId="+sess.id)); err == nil {
-		reason = sess.serve(r.Context(), st, a, after, replay)
+		reason = sess.serve(st, a, after, replay)
 	}
 	sess.release(a, reason)
 	return nil

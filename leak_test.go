@@ -24,7 +24,7 @@ func TestSessionsLeaveNoGoroutines(t *testing.T) {
 	failing.failDeletes.Store(true)
 	handlers := map[string]string{
 		"/gone":    handler(up.URL, "/gone", ""),
-		"/life":    handler(up.URL, "/life", "max_lifetime 500ms"),
+		"/life":    handler(up.URL, "/life", "max_lifetime 2s"), // long enough to open 1,000 sessions under -race
 		"/removed": handler(up.URL, "/removed", ""),
 		"/faildel": handler(failing.URL, "/faildel", ""),
 	}

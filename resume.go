@@ -1,8 +1,10 @@
 package mcpsse
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -86,19 +88,31 @@ func (s *session) stopped() bool {
 	return s.reason != ""
 }
 
+// Why an attached stream must stop, besides its client leaving.
+var (
+	errReplaced      = errors.New("another stream took the session over")
+	errSessionEnding = errors.New("the session is ending")
+)
+
 // attachment is one stream's hold on its session.
 type attachment struct {
-	replaced chan struct{} // closed when another stream takes over
-	served   chan struct{} // closed when this stream is done
+	// ctx ends when the stream must stop: its client left, another stream
+	// took over, or the session is ending; its cause says which. One
+	// channel for all three keeps the stream's wait short.
+	ctx     context.Context
+	stop    context.CancelCauseFunc
+	unwatch func() bool   // stops watching the session's end
+	served  chan struct{} // closed when this stream is done
 }
 
-// attach makes a new stream the session's own: a stream still attached is
-// told to stop and waited for, and the session no longer expires.
-func (s *session) attach() *attachment {
+// attach makes the stream of the request whose context is ctx the
+// session's own: a stream still attached is told to stop and waited for,
+// and the session no longer expires.
+func (s *session) attach(ctx context.Context) *attachment {
 	s.attachMu.Lock()
 	defer s.attachMu.Unlock()
 	if prev := s.stream; prev != nil {
-		close(prev.replaced)
+		prev.stop(errReplaced)
 		<-prev.served
 	}
 	s.mu.Lock()
@@ -107,9 +121,12 @@ func (s *session) attach() *attachment {
 		s.expiry = nil
 	}
 	s.mu.Unlock()
-	s.stream = &attachment{replaced: make(chan struct{}), served: make(chan struct{})}
+	a := &attachment{served: make(chan struct{})}
+	a.ctx, a.stop = context.WithCancelCause(ctx)
+	a.unwatch = context.AfterFunc(s.ctx, func() { a.stop(errSessionEnding) })
+	s.stream = a
 	s.attached.Store(true)
-	return s.stream
+	return a
 }
 
 // release gives up a stream's hold on the session once serve returned why.
@@ -117,6 +134,8 @@ func (s *session) attach() *attachment {
 // stream past its lifetime leaves the session waiting resume_window for the
 // client to come back; anything else ends the session.
 func (s *session) release(a *attachment, why string) {
+	a.unwatch()
+	a.stop(nil)
 	close(a.served)
 	s.attachMu.Lock()
 	defer s.attachMu.Unlock()

@@ -40,8 +40,9 @@ func (st *stream) untilPing(interval time.Duration) time.Duration {
 	return interval - (time.Since(pingEpoch)+interval-phase)%interval
 }
 
-// write writes p and flushes it to the client at once, giving the client
-// sendTimeout to take it. Any error means the client is gone or too slow.
+// write writes an event and flushes it to the client at once, giving the
+// client sendTimeout to take it. Any error means the client is gone or too
+// slow.
 func (st *stream) write(p []byte) error {
 	if st.sendTimeout > 0 {
 		// The deadline bounds this write only: on HTTP/2 a deadline left
@@ -50,6 +51,16 @@ func (st *stream) write(p []byte) error {
 			defer func() { _ = st.rc.SetWriteDeadline(time.Time{}) }()
 		}
 	}
+	return st.writeUnbounded(p)
+}
+
+// writeUnbounded writes and flushes p under the server's own write idle
+// timeout only (Caddy's write_idle_timeout, 1m by default). Pings take this
+// path: on HTTP/2 each deadline change is a round trip to the connection's
+// goroutine, and a ping, a few bytes, blocks only once a client that
+// stopped reading let events fill its window; the write idle timeout then
+// ends the stream.
+func (st *stream) writeUnbounded(p []byte) error {
 	if _, err := st.w.Write(p); err != nil {
 		return err
 	}
@@ -75,11 +86,11 @@ func (st *stream) writeMessage(sessionID string, seq uint64, data []byte) error 
 }
 
 // serve writes the session's events to st, and a ping every ping
-// interval, until the client leaves (ctx ends),
-// the stream's lifetime is up, another stream takes over, or the session
-// ends. With replay, it first writes again the events written after seq.
-// It returns why it stopped. A reload's new settings apply at once.
-func (s *session) serve(ctx context.Context, st *stream, a *attachment, seq uint64, replay bool) string {
+// interval, until the client leaves, the stream's lifetime is up, another
+// stream takes over, or the session ends. With replay, it first writes
+// again the events written after seq. It returns why it stopped. A
+// reload's new settings apply at once.
+func (s *session) serve(st *stream, a *attachment, seq uint64, replay bool) string {
 	started := time.Now()
 	cfg := s.store.settings()
 	st.sendTimeout = cfg.sendTimeout
@@ -93,7 +104,7 @@ func (s *session) serve(ctx context.Context, st *stream, a *attachment, seq uint
 	ping := time.NewTimer(st.untilPing(cfg.pingInterval))
 	defer ping.Stop()
 	lifetime := newLifetimeTimer(started, cfg.maxLifetime)
-	defer lifetime.Stop()
+	defer lifetime.stop()
 	for {
 		select {
 		case data := <-s.events:
@@ -103,35 +114,48 @@ func (s *session) serve(ctx context.Context, st *stream, a *attachment, seq uint
 				return goneReason(err)
 			}
 		case <-ping.C:
-			if err := st.write(pingComment); err != nil {
+			if err := st.writeUnbounded(pingComment); err != nil {
 				return goneReason(err)
 			}
 			ping.Reset(st.untilPing(cfg.pingInterval))
-		case <-lifetime.C:
+		case <-lifetime.c:
 			return reasonLifetime
 		case <-cfg.changed:
 			cfg = s.store.settings()
 			st.sendTimeout = cfg.sendTimeout
 			ping.Reset(st.untilPing(cfg.pingInterval))
-			lifetime.Stop()
+			lifetime.stop()
 			lifetime = newLifetimeTimer(started, cfg.maxLifetime)
-		case <-ctx.Done():
+		case <-a.ctx.Done():
+			switch context.Cause(a.ctx) {
+			case errReplaced:
+				return reasonReplaced
+			case errSessionEnding:
+				return reasonShutdown
+			}
 			return reasonClientGone
-		case <-a.replaced:
-			return reasonReplaced
-		case <-s.ctx.Done():
-			return reasonShutdown
 		}
 	}
 }
 
-// newLifetimeTimer fires when a stream started at created has lived for
-// maxLifetime; with no limit it never fires.
-func newLifetimeTimer(created time.Time, maxLifetime time.Duration) *time.Timer {
+// lifetimeTimer fires when a stream has lived its max_lifetime. Without a
+// limit its channel is nil, which a select skips at no cost.
+type lifetimeTimer struct {
+	t *time.Timer
+	c <-chan time.Time
+}
+
+// newLifetimeTimer starts the lifetime of a stream started at created.
+func newLifetimeTimer(created time.Time, maxLifetime time.Duration) lifetimeTimer {
 	if maxLifetime <= 0 {
-		t := time.NewTimer(time.Hour)
-		t.Stop()
-		return t
+		return lifetimeTimer{}
 	}
-	return time.NewTimer(time.Until(created.Add(maxLifetime)))
+	t := time.NewTimer(time.Until(created.Add(maxLifetime)))
+	return lifetimeTimer{t: t, c: t.C}
+}
+
+func (l lifetimeTimer) stop() {
+	if l.t != nil {
+		l.t.Stop()
+	}
 }
