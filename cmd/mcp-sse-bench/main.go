@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,9 +33,10 @@ var log = stdlog.New(os.Stderr, "", stdlog.Ltime)
 
 // config is the run's settings, from the flags.
 type config struct {
-	caddy   string
-	out     string
-	sources int
+	caddy       string
+	out         string
+	sources     int
+	upstreamH2C bool
 
 	sequentialCalls int
 	loopSessions    int
@@ -61,6 +63,7 @@ func main() {
 	var sweep string
 	flag.StringVar(&cfg.caddy, "caddy", "bin/caddy", "the Caddy binary with mcp_sse (go build -o bin/caddy ./cmd/caddy)")
 	flag.StringVar(&cfg.out, "out", "bench-results", "the directory for the table, plots and logs")
+	flag.BoolVar(&cfg.upstreamH2C, "upstream-h2c", true, "let the upstream take h2c, so that mcp_sse multiplexes its sessions; false measures an HTTP/1.1-only upstream")
 	flag.IntVar(&cfg.sources, "sources", 16, "loopback source addresses to spread connections over (127.0.0.2 and up)")
 	flag.IntVar(&cfg.sequentialCalls, "sequential", 2000, "calls of the one-session sequential latency run")
 	flag.IntVar(&cfg.loopSessions, "loop-sessions", 1000, "sessions of the closed-loop throughput run")
@@ -71,7 +74,16 @@ func main() {
 	flag.IntVar(&cfg.h1Sessions, "sessions", 15000, "sessions the gateway holds, one TCP connection each (0 skips)")
 	flag.IntVar(&cfg.h2cSessions, "h2c-sessions", 100000, "sessions the gateway holds over h2c connections (0 skips)")
 	flag.DurationVar(&cfg.hold, "hold", 5*time.Minute, "how long the gateway holds those sessions")
+	only := flag.String("systems", strings.Join(systems, ","), "the systems to measure, of "+strings.Join(systems, ", "))
 	flag.Parse()
+	var chosen []string
+	for name := range strings.SplitSeq(*only, ",") {
+		if !slices.Contains(systems, name) {
+			log.Fatalf("-systems: no system %q", name)
+		}
+		chosen = append(chosen, name)
+	}
+	systems = chosen
 	for f := range strings.SplitSeq(sweep, ",") {
 		if f = strings.TrimSpace(f); f == "" {
 			continue
@@ -134,7 +146,7 @@ func run(ctx context.Context, cfg *config) (*results, error) {
 	h1 := newHTTPClient(clientOptions{sources: cfg.sources})
 
 	log.Print("sequential calls, Streamable HTTP upstream called directly")
-	up, err := startUpstream(cfg.out)
+	up, err := startUpstream(cfg.out, cfg.upstreamH2C)
 	if err != nil {
 		return nil, err
 	}

@@ -84,13 +84,14 @@ type upstream struct {
 	sse        string // host:port
 }
 
-// startUpstream starts this program's upstream subcommand.
-func startUpstream(dir string) (*upstream, error) {
+// startUpstream starts this program's upstream subcommand; h2c says
+// whether its Streamable HTTP server takes h2c besides HTTP/1.1.
+func startUpstream(dir string, h2c bool) (*upstream, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	p, stdout, err := startProc(filepath.Join(dir, "upstream.log"), nil, self, "upstream")
+	p, stdout, err := startProc(filepath.Join(dir, "upstream.log"), nil, self, "upstream", fmt.Sprintf("-h2c=%t", h2c))
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +126,7 @@ type deployOptions struct {
 // deploy starts a fresh upstream and, for the systems in front of it, a
 // fresh Caddy, so that every measurement starts from processes at rest.
 func deploy(ctx context.Context, cfg *config, system string, opts deployOptions) (*deployment, error) {
-	up, err := startUpstream(cfg.out)
+	up, err := startUpstream(cfg.out, cfg.upstreamH2C)
 	if err != nil {
 		return nil, err
 	}

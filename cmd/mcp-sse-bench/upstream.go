@@ -18,6 +18,7 @@ func runUpstream(args []string) error {
 	fs := flag.NewFlagSet("upstream", flag.ExitOnError)
 	streamableAddr := fs.String("streamable", "127.0.0.1:0", "listen address of the Streamable HTTP server")
 	sseAddr := fs.String("sse", "127.0.0.1:0", "listen address of the HTTP+SSE server")
+	h2c := fs.Bool("h2c", true, "take h2c on the Streamable HTTP server")
 	_ = fs.Parse(args)
 
 	server := demo.NewServer()
@@ -26,7 +27,7 @@ func runUpstream(args []string) error {
 	streamable := &http.Server{Handler: mcp.NewStreamableHTTPHandler(getServer, nil)}
 	streamable.Protocols = new(http.Protocols)
 	streamable.Protocols.SetHTTP1(true)
-	streamable.Protocols.SetUnencryptedHTTP2(true)
+	streamable.Protocols.SetUnencryptedHTTP2(*h2c)
 	sse := &http.Server{Handler: mcp.NewSSEHandler(getServer, nil)}
 
 	ls, err := net.Listen("tcp", *streamableAddr)
