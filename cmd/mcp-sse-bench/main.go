@@ -37,6 +37,7 @@ type config struct {
 	out         string
 	sources     int
 	upstreamH2C bool
+	ping        time.Duration
 
 	sequentialCalls int
 	loopSessions    int
@@ -64,6 +65,7 @@ func main() {
 	flag.StringVar(&cfg.caddy, "caddy", "bin/caddy", "the Caddy binary with mcp_sse (go build -o bin/caddy ./cmd/caddy)")
 	flag.StringVar(&cfg.out, "out", "bench-results", "the directory for the table, plots and logs")
 	flag.BoolVar(&cfg.upstreamH2C, "upstream-h2c", true, "let the upstream take h2c, so that mcp_sse multiplexes its sessions; false measures an HTTP/1.1-only upstream")
+	flag.DurationVar(&cfg.ping, "ping", 15*time.Second, "the gateway's ping_interval")
 	flag.IntVar(&cfg.sources, "sources", 16, "loopback source addresses to spread connections over (127.0.0.2 and up)")
 	flag.IntVar(&cfg.sequentialCalls, "sequential", 2000, "calls of the one-session sequential latency run")
 	flag.IntVar(&cfg.loopSessions, "loop-sessions", 1000, "sessions of the closed-loop throughput run")

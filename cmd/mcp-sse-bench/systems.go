@@ -144,7 +144,7 @@ func deploy(ctx context.Context, cfg *config, system string, opts deployOptions)
 		if opts.noUpstreamStream {
 			stream = "\n\t\tupstream_stream off"
 		}
-		handler = fmt.Sprintf("mcp_sse {\n\t\tupstream http://%s/mcp\n\t\tping_interval 15s%s\n\t}", up.streamable, stream)
+		handler = fmt.Sprintf("mcp_sse {\n\t\tupstream http://%s/mcp\n\t\tping_interval %v%s\n\t}", up.streamable, cfg.ping, stream)
 	} else {
 		handler = "reverse_proxy " + up.sse
 	}

@@ -120,6 +120,11 @@ func holdIdle(ctx context.Context, client *http.Client, d *deployment, n int, ho
 		return r, err
 	}
 	r.peakRSS = start.rss
+	// The idle CPU is measured after the first tenth of the hold (30s at
+	// most): until then the server still collects what opening the
+	// sessions left behind.
+	settle := time.Now().Add(min(hold/10, 30*time.Second))
+	var settled *procSample
 	tick := time.NewTicker(min(5*time.Second, hold))
 	defer tick.Stop()
 	deadline := time.NewTimer(hold)
@@ -138,9 +143,15 @@ func holdIdle(ctx context.Context, client *http.Client, d *deployment, n int, ho
 		}
 		r.peakRSS = max(r.peakRSS, s.rss)
 		r.held = s
+		if settled == nil && !s.at.Before(settle) {
+			settled = &s
+		}
 	}
 	r.holdElapsed = r.held.at.Sub(start.at)
-	r.idleCPU = cpuShare(start, r.held)
+	if settled == nil || settled.at.Equal(r.held.at) {
+		settled = &start // a hold too short to settle
+	}
+	r.idleCPU = cpuShare(*settled, r.held)
 	for _, s := range sessions {
 		if s.dropped() {
 			r.dropped++
