@@ -97,8 +97,8 @@ var (
 // attachment is one stream's hold on its session.
 type attachment struct {
 	// ctx ends when the stream must stop: its client left, another stream
-	// took over, or the session is ending; its cause says which. One
-	// channel for all three keeps the stream's wait short.
+	// took over, or the session is ending; its cause says which, so the
+	// stream waits on one channel for all three.
 	ctx     context.Context
 	stop    context.CancelCauseFunc
 	unwatch func() bool   // stops watching the session's end

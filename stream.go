@@ -18,16 +18,16 @@ type stream struct {
 	sendTimeout time.Duration
 	// conn names the client's connection, which sets the phase of the
 	// stream's pings (see untilPing).
-	conn uint32
+	conn uint64
 }
 
 // pingEpoch is the start of every stream's ping grid.
 var pingEpoch = time.Now()
 
 func newStream(w http.ResponseWriter, r *http.Request) *stream {
-	h := fnv.New32a()
+	h := fnv.New64a()
 	_, _ = io.WriteString(h, r.RemoteAddr)
-	return &stream{w: w, rc: http.NewResponseController(w), conn: h.Sum32()}
+	return &stream{w: w, rc: http.NewResponseController(w), conn: h.Sum64()}
 }
 
 // untilPing returns the time to the stream's next ping. Pings fall on a
@@ -36,7 +36,7 @@ func newStream(w http.ResponseWriter, r *http.Request) *stream {
 // moment, so their pings share a write to the socket, while different
 // connections spread their pings over the interval.
 func (st *stream) untilPing(interval time.Duration) time.Duration {
-	phase := time.Duration(uint64(st.conn) % uint64(interval))
+	phase := time.Duration(st.conn % uint64(interval))
 	return interval - (time.Since(pingEpoch)+interval-phase)%interval
 }
 

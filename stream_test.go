@@ -1,6 +1,7 @@
 package mcpsse
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -30,5 +31,23 @@ func TestPingsOfAConnectionFallTogether(t *testing.T) {
 		if d := st.untilPing(interval); d <= 0 || d > interval {
 			t.Errorf("next ping in %v, want within (0, %v]", d, interval)
 		}
+	}
+}
+
+// TestPingPhasesSpreadOverTheInterval: connections' ping phases cover the
+// whole interval, not only its start.
+func TestPingPhasesSpreadOverTheInterval(t *testing.T) {
+	const interval = 15 * time.Second
+	var late int
+	for i := range 1000 {
+		r := httptest.NewRequest(http.MethodGet, "/sse", nil)
+		r.RemoteAddr = fmt.Sprintf("10.0.%d.%d:%d", i/250, i%250, 40000+i)
+		if phase := time.Duration(newStream(httptest.NewRecorder(), r).conn % uint64(interval)); phase > interval/2 {
+			late++
+		}
+	}
+	// About half; a phase squeezed into the first seconds gives none.
+	if late < 400 || late > 600 {
+		t.Errorf("%d of 1000 connections ping in the second half of the interval, want about 500", late)
 	}
 }

@@ -78,6 +78,12 @@ func (t *upstreamTransport) choose(req *http.Request) *http.Transport {
 		t.chosen.Store(t.h1)
 		return t.h1
 	}
+	if proxy, err := t.h1.Proxy(req); err == nil && proxy != nil {
+		// Requests go through an HTTP proxy (HTTP_PROXY), which the
+		// probe would bypass.
+		t.chosen.Store(t.h1)
+		return t.h1
+	}
 	t.probing.Lock()
 	defer t.probing.Unlock()
 	if rt := t.chosen.Load(); rt != nil {
