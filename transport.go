@@ -74,13 +74,7 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 // the probe cannot reach the upstream, req goes over HTTP/1.1 and the next
 // request probes again.
 func (t *upstreamTransport) choose(req *http.Request) *http.Transport {
-	if req.URL.Scheme != "http" {
-		t.chosen.Store(t.h1)
-		return t.h1
-	}
-	if proxy, err := t.h1.Proxy(req); err == nil && proxy != nil {
-		// Requests go through an HTTP proxy (HTTP_PROXY), which the
-		// probe would bypass.
+	if req.URL.Scheme != "http" || t.proxied(req) {
 		t.chosen.Store(t.h1)
 		return t.h1
 	}
@@ -104,6 +98,16 @@ func (t *upstreamTransport) choose(req *http.Request) *http.Transport {
 		t.onChoose(h2c)
 	}
 	return rt
+}
+
+// proxied reports whether req goes through an HTTP proxy (HTTP_PROXY),
+// which a probe would bypass.
+func (t *upstreamTransport) proxied(req *http.Request) bool {
+	if t.h1.Proxy == nil {
+		return false
+	}
+	proxy, err := t.h1.Proxy(req)
+	return err == nil && proxy != nil
 }
 
 // probeH2C reports whether the server at host (host:port, or host for port

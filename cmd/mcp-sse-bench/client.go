@@ -99,7 +99,7 @@ func openSSE(ctx context.Context, client *http.Client, streamURL string) (*sseSe
 	s := &sseSession{
 		client:  client,
 		cancel:  cancel,
-		answers: make(chan answer, 1),
+		answers: make(chan answer, 16), // room for late answers to calls that timed out
 		ended:   make(chan struct{}),
 		nextID:  1,
 	}
