@@ -59,8 +59,17 @@ type envelope struct {
 	JSONRPC string          `json:"jsonrpc"`
 	ID      json.RawMessage `json:"id"`
 	Method  *string         `json:"method"`
-	Result  json.RawMessage `json:"result"`
-	Error   json.RawMessage `json:"error"`
+	Result  member          `json:"result"`
+	Error   member          `json:"error"`
+}
+
+// member records that an object has a member, null included, without
+// copying its value: a result can be megabytes.
+type member bool
+
+func (m *member) UnmarshalJSON([]byte) error {
+	*m = true
+	return nil
 }
 
 // jsonSpace is the whitespace JSON allows around a value. bytes.TrimSpace
@@ -113,11 +122,15 @@ func parseMessage(raw []byte) (message, error) {
 	if env.JSONRPC != "2.0" {
 		return message{}, errors.New(`"jsonrpc" must be "2.0"`)
 	}
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, raw); err != nil {
-		return message{}, err
+	m := message{raw: raw}
+	if !isCompact(raw) {
+		var compact bytes.Buffer
+		compact.Grow(len(raw))
+		if err := json.Compact(&compact, raw); err != nil {
+			return message{}, err
+		}
+		m.raw = compact.Bytes()
 	}
-	m := message{raw: compact.Bytes()}
 	hasID := len(env.ID) > 0 && !bytes.Equal(env.ID, []byte("null"))
 	if hasID {
 		if !validID(env.ID) {
@@ -130,7 +143,7 @@ func parseMessage(raw []byte) (message, error) {
 		if *env.Method == "" {
 			return message{}, errors.New(`"method" must not be empty`)
 		}
-		if env.Result != nil || env.Error != nil {
+		if env.Result || env.Error {
 			return message{}, errors.New(`a request has no "result" or "error"`)
 		}
 		m.method = *env.Method
@@ -138,8 +151,8 @@ func parseMessage(raw []byte) (message, error) {
 		if hasID {
 			m.kind = kindRequest
 		}
-	case env.Result != nil || env.Error != nil:
-		if env.Result != nil && env.Error != nil {
+	case bool(env.Result || env.Error):
+		if env.Result && env.Error {
 			return message{}, errors.New(`a response has "result" or "error", not both`)
 		}
 		if len(env.ID) == 0 {
@@ -151,6 +164,25 @@ func parseMessage(raw []byte) (message, error) {
 		return message{}, errors.New(`neither "method" nor "result" nor "error"`)
 	}
 	return m, nil
+}
+
+// isCompact reports whether the valid JSON raw has no space outside its
+// strings, as json.Compact leaves it: most peers send compact JSON, which
+// then needs no copy.
+func isCompact(raw []byte) bool {
+	inString := false
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case inString && c == '\\':
+			i++ // the escaped byte cannot end the string
+		case c == '"':
+			inString = !inString
+		case !inString && (c == ' ' || c == '\t' || c == '\r' || c == '\n'):
+			return false
+		}
+	}
+	return true
 }
 
 // validID reports whether id is a JSON string or number.

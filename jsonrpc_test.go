@@ -1,6 +1,8 @@
 package mcpsse
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"testing"
 )
@@ -72,6 +74,29 @@ func TestSameID(t *testing.T) {
 	for _, tt := range tests {
 		if got := sameID([]byte(tt.a), []byte(tt.b)); got != tt.same {
 			t.Errorf("sameID(%s, %s) = %v, want %v", tt.a, tt.b, got, tt.same)
+		}
+	}
+}
+
+// TestIsCompact agrees with json.Compact on what needs compacting.
+func TestIsCompact(t *testing.T) {
+	for _, raw := range []string{
+		`{"a":1}`,
+		`{"a": 1}`,
+		`{"text":"two words"}`,
+		`{"text":"tab\tand\nnewline escaped"}`,
+		"{\"a\":\n1}",
+		`{"q":"a \"quoted\" word","n":[1,2]}`,
+		`{"q":"ends in a backslash\\"} `,
+		`["x" ,1]`,
+	} {
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, []byte(raw)); err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		want := compact.String() == raw
+		if got := isCompact([]byte(raw)); got != want {
+			t.Errorf("isCompact(%s) = %v, want %v", raw, got, want)
 		}
 	}
 }
