@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -32,7 +31,7 @@ const stopTimeout = 60 * time.Second
 type proc struct {
 	cmd  *exec.Cmd
 	done chan struct{}
-	err  error
+	err  error // why it exited, once done is closed
 }
 
 // startProc starts argv with its output appended to logPath.
@@ -110,7 +109,6 @@ func startUpstream(dir string, h2c bool) (*upstream, error) {
 
 // deployment is one system serving HTTP+SSE, ready for clients.
 type deployment struct {
-	system    string
 	streamURL string
 	pid       int // the process measured: the gateway, or the server itself
 	upstream  int // the MCP server's process
@@ -131,7 +129,7 @@ func deploy(ctx context.Context, cfg *config, system string, opts deployOptions)
 		return nil, err
 	}
 	if system == systemDirect {
-		return &deployment{system: system, streamURL: "http://" + up.sse + "/sse", pid: up.pid(), upstream: up.pid(), stop: up.stop}, nil
+		return &deployment{streamURL: "http://" + up.sse + "/sse", pid: up.pid(), upstream: up.pid(), stop: up.stop}, nil
 	}
 	port, err := freePort()
 	if err != nil {
@@ -184,7 +182,6 @@ http://127.0.0.1:%d {
 		return nil, fmt.Errorf("%s: %w (see %s)", system, err, filepath.Join(cfg.out, "caddy.log"))
 	}
 	return &deployment{
-		system:    system,
 		streamURL: "http://" + addr + "/sse",
 		pid:       caddy.pid(),
 		upstream:  up.pid(),
@@ -219,7 +216,7 @@ func waitListening(ctx context.Context, addr string, p *proc) error {
 		}
 		select {
 		case <-p.done:
-			return errors.New("caddy exited before it listened")
+			return fmt.Errorf("caddy exited before it listened: %v", p.err)
 		case <-ctx.Done():
 			return fmt.Errorf("nothing listens on %s: %w", addr, ctx.Err())
 		case <-tick.C:
