@@ -127,13 +127,24 @@ func openSSE(ctx context.Context, client *http.Client, streamURL string) (*sseSe
 	return s, nil
 }
 
-const initializeParams = `{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"mcp-sse-bench","version":"1.0.0"}}`
+// What every session sends: its initialize params, the notification that
+// follows, and the params of its echo calls.
+const (
+	initializeParams = `{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"mcp-sse-bench","version":"1.0.0"}}`
+	initialized      = `{"jsonrpc":"2.0","method":"notifications/initialized"}`
+	echoParams       = `{"name":"echo","arguments":{"text":"hello"}}`
+)
+
+// request is a JSON-RPC request.
+func request(id int64, method, params string) []byte {
+	return fmt.Appendf(nil, `{"jsonrpc":"2.0","id":%d,"method":%q,"params":%s}`, id, method, params)
+}
 
 func (s *sseSession) initialize(ctx context.Context) error {
 	if _, err := s.call(ctx, "initialize", initializeParams); err != nil {
 		return fmt.Errorf("initialize: %w", err)
 	}
-	if err := s.post(ctx, []byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)); err != nil {
+	if err := s.post(ctx, []byte(initialized)); err != nil {
 		return fmt.Errorf("notifications/initialized: %w", err)
 	}
 	return nil
@@ -141,7 +152,7 @@ func (s *sseSession) initialize(ctx context.Context) error {
 
 // callEcho calls the echo tool and waits for its result.
 func (s *sseSession) callEcho(ctx context.Context) error {
-	_, err := s.call(ctx, "tools/call", `{"name":"echo","arguments":{"text":"hello"}}`)
+	_, err := s.call(ctx, "tools/call", echoParams)
 	return err
 }
 
@@ -149,8 +160,7 @@ func (s *sseSession) callEcho(ctx context.Context) error {
 func (s *sseSession) call(ctx context.Context, method, params string) (answer, error) {
 	id := s.nextID
 	s.nextID++
-	body := fmt.Appendf(nil, `{"jsonrpc":"2.0","id":%d,"method":%q,"params":%s}`, id, method, params)
-	if err := s.post(ctx, body); err != nil {
+	if err := s.post(ctx, request(id, method, params)); err != nil {
 		return answer{}, err
 	}
 	for {
@@ -322,7 +332,7 @@ func openStreamable(ctx context.Context, client *http.Client, url string) (*stre
 	if err := s.call(ctx, "initialize", initializeParams); err != nil {
 		return nil, fmt.Errorf("initialize: %w", err)
 	}
-	resp, err := s.post(ctx, []byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`))
+	resp, err := s.post(ctx, []byte(initialized))
 	if err != nil {
 		return nil, fmt.Errorf("notifications/initialized: %w", err)
 	}
@@ -331,14 +341,14 @@ func openStreamable(ctx context.Context, client *http.Client, url string) (*stre
 }
 
 func (s *streamableSession) callEcho(ctx context.Context) error {
-	return s.call(ctx, "tools/call", `{"name":"echo","arguments":{"text":"hello"}}`)
+	return s.call(ctx, "tools/call", echoParams)
 }
 
 // call posts a request and reads its response from the POST's answer.
 func (s *streamableSession) call(ctx context.Context, method, params string) error {
 	id := s.nextID
 	s.nextID++
-	resp, err := s.post(ctx, fmt.Appendf(nil, `{"jsonrpc":"2.0","id":%d,"method":%q,"params":%s}`, id, method, params))
+	resp, err := s.post(ctx, request(id, method, params))
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,20 @@ import (
 // openConcurrency is how many sessions the generator opens at once.
 const openConcurrency = 100
 
+// inParallel calls fn for 0 to n-1, openConcurrency calls at a time.
+func inParallel(n int, fn func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(openConcurrency, n) {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // openSessions opens and initializes n sessions, openConcurrency at a
 // time. It returns those that opened, how long that took, and the first
 // error of those that did not.
@@ -25,52 +39,32 @@ func openSessions(ctx context.Context, client *http.Client, streamURL string, n 
 	start := time.Now()
 	sessions := make([]*sseSession, n)
 	var (
-		next, failed atomic.Int64
-		firstErr     error
-		errOnce      sync.Once
-		wg           sync.WaitGroup
+		failed   atomic.Int64
+		firstErr error
+		errOnce  sync.Once
 	)
-	for range min(openConcurrency, n) {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				s, err := openSSE(ctx, client, streamURL)
-				if err != nil {
-					failed.Add(1)
-					errOnce.Do(func() { firstErr = err })
-					continue
-				}
-				sessions[i] = s
-				if progress != nil && (i+1)%10000 == 0 {
-					progress(i + 1)
-				}
-			}
-		})
-	}
-	wg.Wait()
+	inParallel(n, func(i int) {
+		if ctx.Err() != nil {
+			return
+		}
+		s, err := openSSE(ctx, client, streamURL)
+		if err != nil {
+			failed.Add(1)
+			errOnce.Do(func() { firstErr = err })
+			return
+		}
+		sessions[i] = s
+		if progress != nil && (i+1)%10000 == 0 {
+			progress(i + 1)
+		}
+	})
 	elapsed := time.Since(start)
 	return slices.DeleteFunc(sessions, func(s *sseSession) bool { return s == nil }), elapsed, int(failed.Load()), firstErr
 }
 
 // closeSessions closes every session, a few at a time.
 func closeSessions(sessions []*sseSession) {
-	var wg sync.WaitGroup
-	var next atomic.Int64
-	for range min(openConcurrency, len(sessions)) {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(sessions) {
-					return
-				}
-				sessions[i].close()
-			}
-		})
-	}
-	wg.Wait()
+	inParallel(len(sessions), func(i int) { sessions[i].close() })
 }
 
 // holdResult is what holding idle sessions measured.
