@@ -48,6 +48,7 @@ func (a AdminAPI) Routes() []caddy.AdminRoute {
 // sessionInfo is one session as the admin API shows it.
 type sessionInfo struct {
 	ID               string    `json:"id"`
+	Handler          string    `json:"handler,omitempty"`
 	Upstream         string    `json:"upstream"`
 	Prefix           string    `json:"prefix"`
 	RemoteAddr       string    `json:"remote_addr"`
@@ -66,6 +67,7 @@ func (s *session) info() sessionInfo {
 	s.mu.Unlock()
 	return sessionInfo{
 		ID:               s.id,
+		Handler:          s.store.name,
 		Upstream:         s.store.upstream.url.Redacted(),
 		Prefix:           s.store.prefix,
 		RemoteAddr:       s.remote,
@@ -127,7 +129,7 @@ func (AdminAPI) serveSession(w http.ResponseWriter, r *http.Request) error {
 	if r.Method == http.MethodGet {
 		return writeJSON(w, sess.info())
 	}
-	sess.end(reasonAdmin)
+	sess.endAlone(reasonAdmin)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

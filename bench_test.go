@@ -119,7 +119,7 @@ func BenchmarkStreamWriteMessage(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			data := eventData([]byte(tc.raw))
 			w := &benchResponseWriter{header: make(http.Header)}
-			st := newStream(w, httptest.NewRequest(http.MethodGet, "/sse", nil))
+			st := newStream(w, httptest.NewRequest(http.MethodGet, "/sse", nil), &settings{})
 			if err := st.writeMessage(benchSessionID, 1, data); err != nil {
 				b.Fatal(err)
 			}
@@ -201,7 +201,7 @@ func BenchmarkSSEReader(b *testing.B) {
 // no upstream and no stream.
 func benchRelaySession(b *testing.B) *session {
 	u, _ := url.Parse("http://127.0.0.1:1/mcp")
-	store := newSessionStore(u, "", zap.NewNop())
+	store := newSessionStore("", u, "", &settings{logger: zap.NewNop()})
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(func() {
 		cancel()
@@ -218,7 +218,7 @@ func BenchmarkRelayPayload(b *testing.B) {
 			sess := benchRelaySession(b)
 			payload := []byte(tc.raw)
 			to := answerTo{id: json.RawMessage("7")}
-			found, err := sess.relayPayload(payload, to)
+			found, err := sess.relayPayload(sess.ctx, payload, to)
 			if err != nil || !found {
 				b.Fatalf("found %v, error %v; want the response", found, err)
 			}
@@ -228,7 +228,7 @@ func BenchmarkRelayPayload(b *testing.B) {
 			b.SetBytes(int64(len(payload)))
 			b.ReportAllocs()
 			for b.Loop() {
-				_, _ = sess.relayPayload(payload, to)
+				_, _ = sess.relayPayload(sess.ctx, payload, to)
 				<-sess.events
 			}
 		})
@@ -244,7 +244,7 @@ func BenchmarkRelayEvents(b *testing.B) {
 			body := benchUpstreamEvent(tc.raw)
 			r := bytes.NewReader(body)
 			to := answerTo{id: json.RawMessage("7")}
-			if err := sess.relayEvents(r, to); err != nil {
+			if err := sess.relayEvents(sess.ctx, r, to); err != nil {
 				b.Fatal(err)
 			}
 			if got := <-sess.events; string(got) != tc.raw {
@@ -254,7 +254,7 @@ func BenchmarkRelayEvents(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				r.Reset(body)
-				_ = sess.relayEvents(r, to)
+				_ = sess.relayEvents(sess.ctx, r, to)
 				<-sess.events
 			}
 		})
@@ -265,8 +265,8 @@ func BenchmarkRelayEvents(b *testing.B) {
 // request, and their IDs. Cleanup stops and removes them.
 func benchStore(b *testing.B, n int) (*sessionStore, []string) {
 	u, _ := url.Parse("http://127.0.0.1:1/mcp")
-	store := newSessionStore(u, "", zap.NewNop())
-	store.configure(&settings{queueSize: 1, changed: make(chan struct{})}, zap.NewNop())
+	cfg := &settings{policy: policy{queueSize: 1}, logger: zap.NewNop()}
+	store := newSessionStore("", u, "", cfg)
 	ids := make([]string, 0, n)
 	b.Cleanup(func() {
 		for _, id := range ids {
@@ -279,7 +279,7 @@ func benchStore(b *testing.B, n int) (*sessionStore, []string) {
 	})
 	r := httptest.NewRequest(http.MethodGet, "/sse", nil)
 	for range n {
-		sess, err := store.open(r)
+		sess, err := store.open(r, cfg)
 		if err != nil {
 			b.Fatal(err)
 		}

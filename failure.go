@@ -18,6 +18,7 @@ var (
 
 // statusError is an upstream answer with a status other than 2xx.
 type statusError struct {
+	code   int
 	status string
 }
 
@@ -47,5 +48,5 @@ func checkStatus(resp *http.Response) error {
 	if resp.StatusCode/100 == 2 {
 		return nil
 	}
-	return &statusError{status: resp.Status}
+	return &statusError{code: resp.StatusCode, status: resp.Status}
 }

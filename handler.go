@@ -1,6 +1,7 @@
 package mcpsse
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,9 +15,12 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// retryAfterSeconds is what a client refused for too many sessions is told
-// to wait.
-const retryAfterSeconds = "5"
+// What a client refused for too many sessions, or for too many messages
+// in flight, is told to wait, in seconds.
+const (
+	retryAfterSessions = "5"
+	retryAfterInFlight = "1"
+)
 
 // errUnknownSession answers a POST for a session that is not (or no
 // longer) there.
@@ -50,16 +54,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // serves its event stream until the client leaves, the stream's lifetime is
 // up, another stream takes the session over, or the session is ended.
 func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) error {
-	sess, after, replay := h.store.resumable(r)
+	sess, after, byEventID := h.store.resumable(r)
 	if sess == nil {
 		var err error
-		if sess, err = h.store.open(r); err != nil {
-			w.Header().Set("Retry-After", retryAfterSeconds)
+		if sess, err = h.store.open(r, h.cfg); err != nil {
+			w.Header().Set("Retry-After", retryAfterSessions)
 			return caddyhttp.Error(http.StatusServiceUnavailable, err)
 		}
 	} else {
-		h.logger.Info("session resumed", zap.String("session", sess.tag), zap.Bool("replay", replay))
+		h.logger.Info("session resumed", zap.String("session", sess.tag), zap.Bool("last_event_id", byEventID))
 		metrics.resumed.Inc()
+		sess.setHeader(forwardedHeader(r))
 	}
 	setSessionPlaceholder(r, sess.id)
 	hdr := w.Header()
@@ -73,12 +78,12 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusOK)
 
 	a := sess.attach(r.Context())
-	st := newStream(w, r)
+	st := newStream(w, r, h.cfg)
 	reason := reasonClientGone
 	if err := st.write(appendEndpointEvent(nil, endpointPath(r, h.Prefix)+"?sessionId="+sess.id)); err == nil {
-		reason = sess.serve(st, a, after, replay)
+		reason = sess.serve(st, a, after)
 	}
-	sess.release(a, reason)
+	sess.release(a, reason, st.cfg)
 	return nil
 }
 
@@ -101,7 +106,7 @@ func endpointPath(r *http.Request, prefix string) string {
 func (h *Handler) serveMessage(w http.ResponseWriter, r *http.Request) error {
 	id := r.URL.Query().Get("sessionId")
 	if id == "" {
-		return writeRPCError(w, http.StatusBadRequest, codeInvalidRequest, "missing sessionId query parameter")
+		return writeRPCError(w, http.StatusBadRequest, codeInvalidRequest, "missing sessionId query parameter", nil)
 	}
 	// Another user's session is as unknown as one that never was.
 	sess := h.store.get(id)
@@ -115,23 +120,27 @@ func (h *Handler) serveMessage(w http.ResponseWriter, r *http.Request) error {
 			return caddyhttp.Error(http.StatusUnsupportedMediaType, fmt.Errorf("content type %q is not JSON", ct))
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.MaxMessageSize))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.maxMessageSize))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return caddyhttp.Error(http.StatusRequestEntityTooLarge, fmt.Errorf("message over %d bytes", h.MaxMessageSize))
+			return caddyhttp.Error(http.StatusRequestEntityTooLarge, fmt.Errorf("message over %d bytes", h.cfg.maxMessageSize))
 		}
 		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading message: %w", err))
 	}
 	msgs, err := parseMessages(body)
 	if err != nil {
 		rpcErr := err.(*rpcError)
-		return writeRPCError(w, http.StatusBadRequest, rpcErr.code, rpcErr.msg)
+		return writeRPCError(w, http.StatusBadRequest, rpcErr.code, rpcErr.msg, nil)
 	}
 	if c := h.logger.Check(zapcore.DebugLevel, "message from client"); c != nil {
 		c.Write(zap.String("session", sess.tag), zap.Int("messages", len(msgs)))
 	}
-	if !sess.forward(msgs, forwardedHeader(r)) {
-		return caddyhttp.Error(http.StatusNotFound, errUnknownSession)
+	switch err := sess.forward(msgs, forwardedHeader(r), h.cfg); {
+	case errors.Is(err, errTooManyInFlight):
+		w.Header().Set("Retry-After", retryAfterInFlight)
+		return writeRPCError(w, http.StatusTooManyRequests, codeServerBusy, err.Error(), soleRequestID(msgs))
+	case err != nil:
+		return caddyhttp.Error(http.StatusNotFound, err)
 	}
 	w.WriteHeader(http.StatusAccepted)
 	return nil
@@ -169,11 +178,20 @@ func (h *Handler) originAllowed(r *http.Request) bool {
 	return false
 }
 
-// writeRPCError answers with status and a JSON-RPC error body with a null
-// id: a client whose message was refused learns why from the body.
-func writeRPCError(w http.ResponseWriter, status, code int, msg string) error {
+// writeRPCError answers with status and a JSON-RPC error body for the
+// request id (null when none can be named): a client whose message was
+// refused learns why from the body.
+func writeRPCError(w http.ResponseWriter, status, code int, msg string, id json.RawMessage) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_, err := w.Write(errorResponse(nil, code, msg))
+	_, err := w.Write(errorResponse(id, code, msg))
 	return err
+}
+
+// soleRequestID returns the id of msgs if they are one request, else nil.
+func soleRequestID(msgs []message) json.RawMessage {
+	if len(msgs) == 1 && msgs[0].kind == kindRequest {
+		return msgs[0].id
+	}
+	return nil
 }

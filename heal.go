@@ -1,7 +1,9 @@
 package mcpsse
 
 import (
+	"context"
 	"encoding/json"
+	"net/http"
 	"slices"
 )
 
@@ -74,11 +76,11 @@ func (s *session) heal(msgs []message) []message {
 	return msgs
 }
 
-// reinitialize initializes a new upstream session, with the params the
-// session was initialized with, after the upstream answered 404 for the
-// session stale. Of the exchanges that see the same 404, the first does it
-// and the others wait for it.
-func (s *session) reinitialize(stale string) error {
+// reinitialize initializes a new upstream session under ctx, with the
+// params the session was initialized with and the client's header, after
+// the upstream answered 404 for the session stale. Of the exchanges that
+// see the same 404, the first does it and the others wait for it.
+func (s *session) reinitialize(ctx context.Context, stale string, header http.Header, cfg *settings) error {
 	s.initMu.Lock()
 	defer s.initMu.Unlock()
 	s.mu.Lock()
@@ -92,10 +94,10 @@ func (s *session) reinitialize(stale string) error {
 	}
 	metrics.healed.WithLabelValues("upstream_forgot").Inc()
 	noop := func() {}
-	if err := s.exchange(initializeMessage(params), s.header.Clone(), noop); err != nil {
+	if err := s.exchange(ctx, initializeMessage(params), header.Clone(), noop, cfg); err != nil {
 		return err
 	}
-	return s.exchange(initializedMessage, s.header.Clone(), noop)
+	return s.exchange(ctx, initializedMessage, header.Clone(), noop, cfg)
 }
 
 // rememberInitialize keeps the initialize params of a client with an

@@ -13,6 +13,9 @@ const (
 	codeParseError     = -32700
 	codeInvalidRequest = -32600
 	codeInternalError  = -32603
+	// codeServerBusy is in JSON-RPC's range for implementation-defined
+	// server errors.
+	codeServerBusy = -32000
 )
 
 // messageKind tells requests, notifications and responses apart.

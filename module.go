@@ -36,6 +36,7 @@ const (
 	defaultQueueSize       = 16
 	defaultUpstreamTimeout = 30 * time.Second
 	defaultResumeWindow    = 60 * time.Second
+	defaultMaxInFlight     = 64
 )
 
 // Handler serves MCP's HTTP+SSE transport: `GET <prefix>/sse` opens a
@@ -45,9 +46,20 @@ const (
 // sends back reaches the session's stream in order. Requests to other paths
 // pass to the next handler.
 //
-// Sessions belong to the handler's upstream and prefix, not to one config:
-// a config reload that keeps both keeps every session and its stream.
+// Sessions belong to the handler, known across configs by its name,
+// upstream and prefix: a reload that keeps all three keeps every session
+// and its stream, and applies the reloaded settings once the new config
+// runs. No two handlers of one config share sessions unless both name the
+// same name.
 type Handler struct {
+	// The name that tells this handler's sessions from those of every
+	// other mcp_sse handler, across reloads. Two handlers of one config
+	// with the same upstream and prefix need different names; two with
+	// the same name, upstream and prefix share their sessions, which
+	// only makes sense with the same settings, so that is required.
+	// Default: "", the handler is known by its upstream and prefix alone.
+	Name string `json:"name,omitempty"`
+
 	// The URL of the upstream MCP server's Streamable HTTP endpoint, with
 	// the http or https scheme. Required.
 	Upstream string `json:"upstream,omitempty"`
@@ -84,6 +96,12 @@ type Handler struct {
 	// gets 503 with Retry-After. Default: 0, no limit.
 	MaxSessions int `json:"max_sessions,omitempty"`
 
+	// The most messages of one session on their way upstream at once:
+	// posted and not yet fully answered. Past it, a POST gets 429 with
+	// Retry-After and a JSON-RPC error, and nothing of it is forwarded.
+	// A session thus holds at most this many message bodies. Default: 64.
+	MaxInFlight int `json:"max_in_flight,omitempty"`
+
 	// Origins (scheme://host[:port]) allowed to use the endpoints besides
 	// the request's own. A request whose Origin header is neither gets 403,
 	// which guards browsers against DNS rebinding; requests without Origin
@@ -115,7 +133,8 @@ type Handler struct {
 	upstreamURL *url.URL
 	streamPath  string // <prefix>/sse
 	messagePath string // <prefix>/message
-	storeKey    string
+	cfg         *settings
+	claim       *claim // this handler's identity in its config
 	store       *sessionStore
 	released    *atomic.Bool // Cleanup gave up the store
 	logger      *zap.Logger
@@ -129,9 +148,12 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision sets defaults, takes this handler's reference to the session
-// store it shares with earlier configs, and subscribes to Caddy's stopping
-// event so that a shutdown ends every stream at once.
+// Provision sets defaults, claims the handler's identity in its config,
+// takes this handler's reference to the session store it shares with
+// earlier configs, and subscribes to Caddy's events: started makes this
+// handler's settings the ones its sessions follow, stopping on exit ends
+// every stream at once. Nothing that a running config uses changes here:
+// Caddy may still reject this config.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	if h.PingInterval == 0 {
@@ -152,6 +174,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.ResumeWindow == 0 {
 		h.ResumeWindow = caddy.Duration(defaultResumeWindow)
 	}
+	if h.MaxInFlight == 0 {
+		h.MaxInFlight = defaultMaxInFlight
+	}
 	u, err := parseUpstream(h.Upstream)
 	if err != nil {
 		return err
@@ -161,6 +186,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.streamPath, h.messagePath = h.Prefix+"/sse", h.Prefix+"/message"
+	h.cfg = h.settings()
 
 	eventsAppIface, err := ctx.App("events")
 	if err != nil {
@@ -172,19 +198,27 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 
-	key := storeKey(u, h.Prefix)
+	key := storeKey(h.Name, u, h.Prefix)
+	if h.claim, err = claimIdentity(ctx, key, h); err != nil {
+		return err
+	}
 	val, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return newSessionStore(u, h.Prefix, h.logger), nil
+		return newSessionStore(h.Name, u, h.Prefix, h.cfg), nil
 	})
 	if err != nil {
 		return fmt.Errorf("loading session store: %v", err)
 	}
-	h.storeKey = key
 	h.store = val.(*sessionStore)
 	h.released = new(atomic.Bool)
-	h.store.configure(h.settings(), h.logger)
 
-	return eventsApp.On("stopping", onStopping(h.store))
+	if err := eventsApp.On("started", eventHandler(func() { h.store.goLive(h.cfg) })); err != nil {
+		return err
+	}
+	return eventsApp.On("stopping", eventHandler(func() {
+		if caddy.Exiting() {
+			h.store.endAll(reasonShutdown)
+		}
+	}))
 }
 
 // Validate checks settings that Provision cannot default.
@@ -195,8 +229,8 @@ func (h *Handler) Validate() error {
 	if h.MaxLifetime < 0 {
 		return fmt.Errorf("max_lifetime must not be negative, got %v", time.Duration(h.MaxLifetime))
 	}
-	if h.MaxMessageSize < 0 || h.MaxSessions < 0 || h.QueueSize < 0 {
-		return fmt.Errorf("max_message_size, max_sessions and queue_size must not be negative")
+	if h.MaxMessageSize < 0 || h.MaxSessions < 0 || h.QueueSize < 0 || h.MaxInFlight < 0 {
+		return fmt.Errorf("max_message_size, max_sessions, max_in_flight and queue_size must not be negative")
 	}
 	if h.SendTimeout < 0 || h.UpstreamTimeout < 0 {
 		return fmt.Errorf("send_timeout and upstream_timeout must not be negative")
@@ -209,31 +243,39 @@ func (h *Handler) Validate() error {
 	return nil
 }
 
-// Cleanup releases this handler's reference to its session store. When no
-// config holds the store any more (the handler was removed by a reload),
-// the store ends its sessions. It is safe to call more than once, and after
-// a Provision that failed. The handler keeps its store: requests the old
-// server still serves in its grace period use it.
+// Cleanup releases this handler's identity in its config and its
+// reference to its session store. When no config holds the store any more
+// (the handler was removed by a reload, or Caddy stopped), the store ends
+// its sessions. It is safe to call more than once, and after a Provision
+// that failed. The handler keeps its store: requests the old server still
+// serves in its grace period use it.
 func (h *Handler) Cleanup() error {
+	h.claim.release()
+	h.claim = nil
 	if h.released == nil || !h.released.CompareAndSwap(false, true) {
 		return nil
 	}
-	_, err := stores.Delete(h.storeKey)
+	_, err := stores.Delete(h.store.key)
 	return err
 }
 
 // settings returns the handler's settings as the streams use them.
 func (h *Handler) settings() *settings {
 	return &settings{
-		pingInterval:    time.Duration(h.PingInterval),
-		maxLifetime:     time.Duration(h.MaxLifetime),
-		sendTimeout:     time.Duration(h.SendTimeout),
-		upstreamTimeout: time.Duration(h.UpstreamTimeout),
-		resumeWindow:    max(time.Duration(h.ResumeWindow), 0),
-		queueSize:       h.QueueSize,
-		maxSessions:     h.MaxSessions,
-		upstreamStream:  !h.DisableUpstreamStream,
-		changed:         make(chan struct{}),
+		policy: policy{
+			pingInterval:    time.Duration(h.PingInterval),
+			maxLifetime:     time.Duration(h.MaxLifetime),
+			sendTimeout:     time.Duration(h.SendTimeout),
+			upstreamTimeout: time.Duration(h.UpstreamTimeout),
+			resumeWindow:    max(time.Duration(h.ResumeWindow), 0),
+			maxMessageSize:  h.MaxMessageSize,
+			queueSize:       h.QueueSize,
+			maxSessions:     h.MaxSessions,
+			maxInFlight:     h.MaxInFlight,
+			upstreamStream:  !h.DisableUpstreamStream,
+		},
+		logger:  h.logger,
+		changed: make(chan struct{}),
 	}
 }
 
@@ -282,22 +324,11 @@ func checkOrigin(origin string) error {
 	return nil
 }
 
-// onStopping ends every session of store when Caddy exits. On a reload
-// Caddy emits the same event for the old config, but the sessions live on
-// in the new one.
-func onStopping(store *sessionStore) caddyevents.Handler {
-	return stoppingHandler(func() {
-		if caddy.Exiting() {
-			store.endAll(reasonShutdown)
-		}
-	})
-}
-
-// stoppingHandler adapts a function to caddyevents.Handler.
-type stoppingHandler func()
+// eventHandler adapts a function to caddyevents.Handler.
+type eventHandler func()
 
 // Handle runs the function.
-func (f stoppingHandler) Handle(context.Context, caddy.Event) error {
+func (f eventHandler) Handle(context.Context, caddy.Event) error {
 	f()
 	return nil
 }

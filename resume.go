@@ -49,11 +49,12 @@ func parseEventID(id string) (sessionID string, seq uint64, ok bool) {
 	return sessionID, seq, err == nil
 }
 
-// resumable finds the session a new stream request re-attaches to: the
-// session its Last-Event-ID names, if the caller may use it; or, without a
-// Last-Event-ID, the one detached session of the caller's identity. With a
-// Last-Event-ID, replay says to send again the events after seq.
-func (s *sessionStore) resumable(r *http.Request) (sess *session, seq uint64, replay bool) {
+// resumable finds the session a new stream request re-attaches to, and
+// the last event its client had: the session its Last-Event-ID names, if
+// the caller may use it, and the event that names; or, without a
+// Last-Event-ID (byEventID false), the one detached session of the
+// caller's identity, and the last event written to a stream without error.
+func (s *sessionStore) resumable(r *http.Request) (sess *session, seq uint64, byEventID bool) {
 	if last := r.Header.Get("Last-Event-ID"); last != "" {
 		id, seq, ok := parseEventID(last)
 		if !ok {
@@ -79,7 +80,10 @@ func (s *sessionStore) resumable(r *http.Request) (sess *session, seq uint64, re
 		}
 		match = sess
 	}
-	return match, 0, false
+	if match == nil {
+		return nil, 0, false
+	}
+	return match, match.deliveredSeq(), false
 }
 
 func (s *session) stopped() bool {
@@ -133,7 +137,7 @@ func (s *session) attach(ctx context.Context) *attachment {
 // A stream another one took over just leaves; a client that went away or a
 // stream past its lifetime leaves the session waiting resume_window for the
 // client to come back; anything else ends the session.
-func (s *session) release(a *attachment, why string) {
+func (s *session) release(a *attachment, why string, cfg *settings) {
 	a.unwatch()
 	a.stop(nil)
 	close(a.served)
@@ -144,20 +148,20 @@ func (s *session) release(a *attachment, why string) {
 	}
 	s.stream = nil
 	s.attached.Store(false)
-	window := s.store.settings().resumeWindow
+	window := cfg.resumeWindow
 	if window <= 0 || (why != reasonClientGone && why != reasonLifetime) {
 		s.stop(why)
-		go s.end(why)
+		go s.endAlone(why)
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.reason != "" {
-		go s.end(s.reason)
+		go s.endAlone(s.reason)
 		return
 	}
 	s.expiry = time.AfterFunc(window, func() { s.expire(why) })
-	if c := s.store.logger().Check(zap.DebugLevel, "stream detached"); c != nil {
+	if c := cfg.logger.Check(zap.DebugLevel, "stream detached"); c != nil {
 		c.Write(zap.String("session", s.tag), zap.String("reason", why), zap.Duration("resume_window", window))
 	}
 }
@@ -171,20 +175,20 @@ func (s *session) expire(why string) {
 	}
 	s.stop(why)
 	s.attachMu.Unlock()
-	s.end(why)
+	s.endAlone(why)
 }
 
 // maxReplayBytes bounds the events a session keeps for a replay.
 const maxReplayBytes = 1 << 20
 
-// recordSent keeps an event written to the stream for a replay: the last
-// queue_size of them, as long as they hold maxReplayBytes at most.
-func (s *session) recordSent(seq uint64, data []byte) {
+// recordSent keeps an event about to be written to the stream for a
+// replay: the last limit of them, as long as they hold maxReplayBytes at
+// most.
+func (s *session) recordSent(seq uint64, data []byte, limit int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.recent = append(s.recent, sentEvent{seq, data})
 	s.recentBytes += len(data)
-	limit := s.store.settings().queueSize
 	drop := 0
 	for len(s.recent)-drop > limit || s.recentBytes > maxReplayBytes {
 		s.recentBytes -= len(s.recent[drop].data)
@@ -206,4 +210,19 @@ func (s *session) sentAfter(seq uint64) []sentEvent {
 		}
 	}
 	return out
+}
+
+// markDelivered records that the event seq was written to a stream
+// without error. An event whose write failed stays undelivered, so that a
+// stream re-attaching without a Last-Event-ID gets it again.
+func (s *session) markDelivered(seq uint64) {
+	s.mu.Lock()
+	s.delivered = max(s.delivered, seq)
+	s.mu.Unlock()
+}
+
+func (s *session) deliveredSeq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.delivered
 }

@@ -4,15 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os/exec"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"go.uber.org/zap"
 )
 
 // tsRun is what testdata/tsclient/resume.mjs reports.
@@ -215,11 +212,10 @@ func TestReloadWithGracePeriodLosesNoCalls(t *testing.T) {
 // TestReplayKeepsTheLastEvents checks what a session keeps for a replay:
 // the last queue_size events, and no more than maxReplayBytes of them.
 func TestReplayKeepsTheLastEvents(t *testing.T) {
-	store := newSessionStore(&url.URL{Scheme: "http", Host: "127.0.0.1"}, "", zap.NewNop())
-	store.configure(&settings{queueSize: 3, changed: make(chan struct{})}, zap.NewNop())
-	s := &session{store: store}
+	s := &session{}
+	const queueSize = 3
 	for seq := uint64(1); seq <= 5; seq++ {
-		s.recordSent(seq, []byte("{}"))
+		s.recordSent(seq, []byte("{}"), queueSize)
 	}
 	var kept []uint64
 	for _, ev := range s.sentAfter(3) {
@@ -228,8 +224,8 @@ func TestReplayKeepsTheLastEvents(t *testing.T) {
 	if !slices.Equal(kept, []uint64{4, 5}) {
 		t.Errorf("after 3 it keeps %v, want [4 5]", kept)
 	}
-	s.recordSent(6, make([]byte, maxReplayBytes-1))
-	s.recordSent(7, []byte("{}"))
+	s.recordSent(6, make([]byte, maxReplayBytes-1), queueSize)
+	s.recordSent(7, []byte("{}"), queueSize)
 	if got := s.sentAfter(0); len(got) != 1 || got[0].seq != 7 {
 		t.Errorf("over the byte bound it keeps %d events, want only the last", len(got))
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -39,8 +40,7 @@ type session struct {
 	store   *sessionStore
 	created time.Time
 	remote  string
-	header  http.Header // of the GET that opened the session, for upstream GET and DELETE
-	user    string      // the authenticated user who opened it, if any
+	user    string // the authenticated user who opened it, if any
 	// identity is who opened it, for a re-attach without the session ID;
 	// see identity().
 	identity string
@@ -67,22 +67,36 @@ type session struct {
 	cancel  context.CancelFunc
 	endOnce sync.Once
 
-	mu          sync.Mutex
-	upstreamID  string        // the upstream's Mcp-Session-Id
-	protocol    string        // the protocol version the upstream negotiated
-	lastSent    chan struct{} // closed once the last message posted has gone upstream
-	listening   bool          // the upstream's GET stream is being relayed
-	reason      string        // why the session stopped; "" while it runs
-	ended       bool          // the upstream session is being or was deleted
-	expiry      *time.Timer   // ends the session while no stream is attached
-	recent      []sentEvent   // the last events written, for a replay
-	recentBytes int           // the size of their data
-	initParams  []byte        // the params of the client's initialize
-	initSeen    bool          // a client initialize was forwarded, or one made for it
+	mu sync.Mutex
+	// header holds the client's headers as they go upstream, from its
+	// latest POST or stream request: the upstream GET stream and the
+	// DELETE carry its latest credentials.
+	header     http.Header
+	upstreamID string // the upstream's Mcp-Session-Id
+	protocol   string // the protocol version the upstream negotiated
+	// upstream ends with the upstream session: when the session ends, or
+	// when the client starts over with initialize. The exchanges and the
+	// GET stream of that upstream session run under it.
+	upstream    context.Context
+	endUpstream context.CancelFunc
+	lastSent    chan struct{}   // closed once the last message posted has gone upstream
+	inFlight    int             // messages posted and not yet done upstream
+	initialized bool            // notifications/initialized went upstream
+	listening   context.Context // the upstream context the GET stream relays under, if any
+	refused     listenRefusal   // why the GET stream stopped for good, if it did
+	reason      string          // why the session stopped; "" while it runs
+	ended       bool            // the upstream session is being or was deleted
+	expiry      *time.Timer     // ends the session while no stream is attached
+	recent      []sentEvent     // the last events written, for a replay
+	recentBytes int             // the size of their data
+	delivered   uint64          // the last event written to a stream without error
+	initParams  []byte          // the params of the client's initialize
+	initSeen    bool            // a client initialize was forwarded, or one made for it
 }
 
-// open starts a session for the stream request r.
-func (s *sessionStore) open(r *http.Request) (*session, error) {
+// open starts a session for the stream request r, which the handler with
+// settings cfg serves.
+func (s *sessionStore) open(r *http.Request, cfg *settings) (*session, error) {
 	id := uuid.NewString()
 	sum := sha256.Sum256([]byte(id))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -97,12 +111,13 @@ func (s *sessionStore) open(r *http.Request) (*session, error) {
 		header:   forwardedHeader(r),
 		user:     authUser(r),
 		identity: identity(r),
-		events:   make(chan []byte, s.settings().queueSize),
+		events:   make(chan []byte, cfg.queueSize),
 		ctx:      ctx,
 		cancel:   cancel,
 		lastSent: sent,
 	}
-	if err := s.add(sess); err != nil {
+	sess.upstream, sess.endUpstream = context.WithCancel(ctx)
+	if err := s.add(sess, cfg); err != nil {
 		cancel()
 		return nil, err
 	}
@@ -124,20 +139,21 @@ func (s *session) stop(reason string) {
 	s.cancel()
 }
 
-// end stops the session, deletes its upstream session, and then forgets
-// it, once; later calls wait for the first to finish. A session stays
-// findable while its upstream session is being deleted, so that ending
-// every session of a store waits for those DELETEs too.
-func (s *session) end(reason string) {
+// end stops the session, deletes its upstream session within ctx, and
+// then forgets it, once; later calls wait for the first to finish and
+// return nil. A session stays findable while its upstream session is being
+// deleted, so that ending every session of a store waits for those DELETEs
+// too. It returns the error of a DELETE that failed or never went out.
+func (s *session) end(ctx context.Context, reason string) (err error) {
 	s.stop(reason)
 	s.endOnce.Do(func() {
 		s.mu.Lock()
 		s.ended = true
-		hasUpstream := s.upstreamID != ""
+		upstreamID := s.upstreamID
 		reason := s.reason
 		s.mu.Unlock()
-		if hasUpstream {
-			s.deleteUpstream()
+		if upstreamID != "" {
+			err = s.deleteUpstream(ctx, upstreamID)
 		}
 		s.store.remove(s.id)
 		metrics.sessionsEnded.WithLabelValues(reason).Inc()
@@ -148,24 +164,101 @@ func (s *session) end(reason string) {
 			zap.Uint64("messages_received", s.received.Load()),
 			zap.Uint64("messages_sent", s.sent.Load()))
 	})
+	return err
 }
 
-// setUpstreamSession records the upstream's session ID. If the session
-// ended meanwhile, nothing else will delete the upstream session, so this
-// does.
-func (s *session) setUpstreamSession(id string) {
-	s.mu.Lock()
-	s.upstreamID = id
-	ended := s.ended
-	s.mu.Unlock()
-	if ended {
-		s.deleteUpstream()
+// endAlone ends the session by itself, not with every session of its
+// store, logging a DELETE that failed.
+func (s *session) endAlone(reason string) {
+	ctx, cancel := context.WithTimeout(context.Background(), upstreamDeleteTimeout)
+	defer cancel()
+	if err := s.end(ctx, reason); err != nil {
+		s.store.logger().Warn("deleting upstream session", zap.String("session", s.tag), zap.Error(err))
 	}
 }
 
-func (s *session) setProtocol(version string) {
+// deleteUpstream ends the upstream session id within ctx. A 405 means the
+// upstream does not let clients end sessions, and a 404 that it ended the
+// session itself, which is fine.
+func (s *session) deleteUpstream(ctx context.Context, id string) error {
+	select {
+	case s.store.deletes <- struct{}{}:
+		defer func() { <-s.store.deletes }()
+	case <-ctx.Done():
+		return fmt.Errorf("no time left to delete the upstream session: %w", ctx.Err())
+	}
+	defer observeDuration(http.MethodDelete, time.Now())
+	header := s.currentHeader()
+	header.Set(headerSessionID, id)
+	up := s.store.upstream
+	req, err := up.newRequest(ctx, http.MethodDelete, nil, header, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := up.do(req, upstreamDeleteTimeout)
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed && resp.StatusCode != http.StatusNotFound {
+			err = checkStatus(resp)
+		}
+	}
+	if err != nil {
+		countUpstreamError(err)
+	}
+	return err
+}
+
+// setUpstreamSession records the upstream's session ID, opened under the
+// upstream context ctx. If the session ended or started over meanwhile,
+// nothing else will delete the upstream session, so this does.
+func (s *session) setUpstreamSession(ctx context.Context, id string) {
 	s.mu.Lock()
-	s.protocol = version
+	current := s.upstream == ctx && !s.ended
+	if current {
+		s.upstreamID = id
+	}
+	s.mu.Unlock()
+	if !current {
+		s.deleteInBackground(id)
+	}
+}
+
+// deleteInBackground deletes an upstream session that nothing else will,
+// within upstreamDeleteTimeout.
+func (s *session) deleteInBackground(id string) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), upstreamDeleteTimeout)
+		defer cancel()
+		if err := s.deleteUpstream(ctx, id); err != nil {
+			s.store.logger().Warn("deleting upstream session", zap.String("session", s.tag), zap.Error(err))
+		}
+	}()
+}
+
+// setHeader records the client's headers of its latest request, as they
+// go upstream.
+func (s *session) setHeader(h http.Header) {
+	s.mu.Lock()
+	s.header = h
+	s.mu.Unlock()
+}
+
+// currentHeader returns a copy of the client's latest headers, with the
+// session's Streamable HTTP headers.
+func (s *session) currentHeader() http.Header {
+	s.mu.Lock()
+	h := s.header.Clone()
+	s.mu.Unlock()
+	return s.upstreamHeader(h)
+}
+
+// setProtocol records the protocol version negotiated for the upstream
+// session of ctx.
+func (s *session) setProtocol(ctx context.Context, version string) {
+	s.mu.Lock()
+	if s.upstream == ctx {
+		s.protocol = version
+	}
 	s.mu.Unlock()
 }
 
@@ -174,23 +267,30 @@ func (s *session) upstreamHeader(h http.Header) http.Header {
 	s.mu.Lock()
 	id, version := s.upstreamID, s.protocol
 	s.mu.Unlock()
-	if id != "" {
-		h.Set(headerSessionID, id)
-	}
-	if version != "" {
-		h.Set(headerProtocolVersion, version)
-	}
+	// A header from before the upstream forgot the session must not
+	// carry its stale values on.
+	setOrDel(h, headerSessionID, id)
+	setOrDel(h, headerProtocolVersion, version)
 	return h
 }
 
+func setOrDel(h http.Header, key, value string) {
+	if value == "" {
+		h.Del(key)
+		return
+	}
+	h.Set(key, value)
+}
+
 // deliver queues a message for the session's stream. It waits while the
-// queue is full rather than drop anything, until the session ends.
-func (s *session) deliver(data []byte) error {
+// queue is full rather than drop anything, until ctx, that of the upstream
+// session the message comes from, ends.
+func (s *session) deliver(ctx context.Context, data []byte) error {
 	select {
 	case s.events <- data:
 		return nil
-	case <-s.ctx.Done():
-		return s.ctx.Err()
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -1,6 +1,7 @@
 package mcpsse
 
 import (
+	"context"
 	"maps"
 	"net/url"
 	"slices"
@@ -8,51 +9,56 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 )
-
-// stores holds one sessionStore per handler identity (upstream and prefix)
-// across config reloads: the new config takes its reference before the old
-// config releases its own, so sessions outlive a reload that keeps the
-// handler, and end when one removes it.
-var stores = caddy.NewUsagePool()
 
 // maxConcurrentDeletes bounds the upstream DELETEs of one store in flight.
 const maxConcurrentDeletes = 64
 
-// storeKey identifies a handler across configs. The upstream is part of it
-// because an upstream session lives on that upstream; the prefix because
-// the endpoint announced to clients depends on it.
-func storeKey(upstream *url.URL, prefix string) string {
-	return upstream.String() + " " + prefix
-}
+// endAllDeleteBudget bounds how long ending every session of a store
+// (shutdown, the handler removed) waits for the upstream DELETEs, whatever
+// the upstream does.
+const endAllDeleteBudget = 3 * time.Second
 
-// settings are the handler settings that running streams follow. A reload
-// replaces them and closes changed, so streams pick up the new values.
-type settings struct {
+// policy is what a handler's settings ask of its sessions; comparable, so
+// that handlers sharing sessions by name can be checked to agree.
+type policy struct {
 	pingInterval    time.Duration
 	maxLifetime     time.Duration
 	sendTimeout     time.Duration
 	upstreamTimeout time.Duration
 	resumeWindow    time.Duration // 0: sessions end with their stream
+	maxMessageSize  int64
 	queueSize       int
 	maxSessions     int
+	maxInFlight     int
 	upstreamStream  bool // sessions hold the upstream's GET stream
-	changed         chan struct{}
+}
+
+// settings are one handler's policy and logger. A request follows the
+// settings of the handler that serves it; a stream that outlives a reload
+// follows those of the newest running config, which close changed when
+// they give way.
+type settings struct {
+	policy
+	logger  *zap.Logger
+	changed chan struct{}
 }
 
 // sessionStore holds the live sessions of one handler identity and the
 // client for its upstream.
 type sessionStore struct {
+	key      string // in stores
+	name     string
 	upstream *upstreamClient
 	prefix   string
 	// deletes bounds the upstream DELETEs in flight, so that ending many
 	// sessions at once does not open a connection for each.
 	deletes chan struct{}
 
+	// current are the settings of the handler in the newest running
+	// config, or of the one that made the store until a config runs.
 	current atomic.Pointer[settings]
-	log     atomic.Pointer[zap.Logger]
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -64,8 +70,10 @@ type sessionStore struct {
 	initialized map[string][]byte
 }
 
-func newSessionStore(u *url.URL, prefix string, logger *zap.Logger) *sessionStore {
+func newSessionStore(name string, u *url.URL, prefix string, cfg *settings) *sessionStore {
 	s := &sessionStore{
+		key:         storeKey(name, u, prefix),
+		name:        name,
 		upstream:    newUpstreamClient(u),
 		prefix:      prefix,
 		deletes:     make(chan struct{}, maxConcurrentDeletes),
@@ -73,7 +81,7 @@ func newSessionStore(u *url.URL, prefix string, logger *zap.Logger) *sessionStor
 		byIdentity:  make(map[string]map[string]*session),
 		initialized: make(map[string][]byte),
 	}
-	s.log.Store(logger)
+	s.current.Store(cfg)
 	s.upstream.transport.onChoose = func(h2c bool) {
 		proto := "HTTP/1.1"
 		if h2c {
@@ -84,27 +92,28 @@ func newSessionStore(u *url.URL, prefix string, logger *zap.Logger) *sessionStor
 	return s
 }
 
-// configure applies the settings and logger of the newest config.
-func (s *sessionStore) configure(cfg *settings, logger *zap.Logger) {
-	s.log.Store(logger)
-	if old := s.current.Swap(cfg); old != nil {
+// goLive makes cfg, of a handler whose config Caddy now runs, the
+// settings that the store's streams follow. Handlers that share the store
+// have equal settings, so the order they go live in does not matter.
+func (s *sessionStore) goLive(cfg *settings) {
+	if old := s.current.Swap(cfg); old != cfg {
 		close(old.changed)
 	}
 }
 
 func (s *sessionStore) settings() *settings { return s.current.Load() }
 
-func (s *sessionStore) logger() *zap.Logger { return s.log.Load() }
+func (s *sessionStore) logger() *zap.Logger { return s.settings().logger }
 
 // add registers a new session, unless the store is closed or holds the
-// most sessions its settings allow.
-func (s *sessionStore) add(sess *session) error {
+// most sessions that cfg, of the handler opening it, allows.
+func (s *sessionStore) add(sess *session, cfg *settings) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return errStoreClosed
 	}
-	if limit := s.settings().maxSessions; limit > 0 && len(s.sessions) >= limit {
+	if limit := cfg.maxSessions; limit > 0 && len(s.sessions) >= limit {
 		return errTooManySessions
 	}
 	s.sessions[sess.id] = sess
@@ -156,18 +165,38 @@ func (s *sessionStore) ofIdentity(identity string) []*session {
 }
 
 // endAll stops every stream at once, then ends every session and waits
-// until each has deleted its upstream session (each DELETE is bounded by
-// upstreamDeleteTimeout, and at most maxConcurrentDeletes run at once).
+// until each has deleted its upstream session, or endAllDeleteBudget has
+// passed: at most maxConcurrentDeletes run at once, and those the budget
+// leaves no time for are not sent. It logs how many upstream sessions it
+// could not delete.
 func (s *sessionStore) endAll(reason string) {
 	all := s.all()
+	if len(all) == 0 {
+		return
+	}
 	for _, sess := range all {
 		sess.stop(reason)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), endAllDeleteBudget)
+	defer cancel()
 	var wg sync.WaitGroup
+	var failed atomic.Int64
 	for _, sess := range all {
-		wg.Go(func() { sess.end(reason) })
+		wg.Go(func() {
+			if err := sess.end(ctx, reason); err != nil {
+				failed.Add(1)
+			}
+		})
 	}
 	wg.Wait()
+	log := s.logger().Info
+	if failed.Load() > 0 {
+		log = s.logger().Warn
+	}
+	log("sessions ended",
+		zap.String("reason", reason),
+		zap.Int("sessions", len(all)),
+		zap.Int64("upstream_sessions_not_deleted", failed.Load()))
 }
 
 // Destruct runs when no config uses the store any more: the handler was

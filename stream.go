@@ -12,10 +12,12 @@ import (
 
 // stream writes events to a client's open event stream.
 type stream struct {
-	w           http.ResponseWriter
-	rc          *http.ResponseController
-	buf         []byte
-	sendTimeout time.Duration
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	buf []byte
+	// cfg are the settings the stream follows: those of the handler
+	// that serves it, then of each newer config that runs.
+	cfg *settings
 	// conn names the client's connection, which sets the phase of the
 	// stream's pings (see untilPing).
 	conn uint64
@@ -24,10 +26,10 @@ type stream struct {
 // pingEpoch is the start of every stream's ping grid.
 var pingEpoch = time.Now()
 
-func newStream(w http.ResponseWriter, r *http.Request) *stream {
+func newStream(w http.ResponseWriter, r *http.Request, cfg *settings) *stream {
 	h := fnv.New64a()
 	_, _ = io.WriteString(h, r.RemoteAddr)
-	return &stream{w: w, rc: http.NewResponseController(w), conn: h.Sum64()}
+	return &stream{w: w, rc: http.NewResponseController(w), cfg: cfg, conn: h.Sum64()}
 }
 
 // untilPing returns the time to the stream's next ping. Pings fall on a
@@ -41,13 +43,13 @@ func (st *stream) untilPing(interval time.Duration) time.Duration {
 }
 
 // write writes an event and flushes it to the client at once, giving the
-// client sendTimeout to take it. Any error means the client is gone or too
+// client send_timeout to take it. Any error means the client is gone or too
 // slow.
 func (st *stream) write(p []byte) error {
-	if st.sendTimeout > 0 {
+	if timeout := st.cfg.sendTimeout; timeout > 0 {
 		// The deadline bounds this write only: on HTTP/2 a deadline left
 		// armed would reset the stream while it idles between events.
-		if err := st.rc.SetWriteDeadline(time.Now().Add(st.sendTimeout)); err == nil {
+		if err := st.rc.SetWriteDeadline(time.Now().Add(timeout)); err == nil {
 			defer func() { _ = st.rc.SetWriteDeadline(time.Time{}) }()
 		}
 	}
@@ -87,45 +89,42 @@ func (st *stream) writeMessage(sessionID string, seq uint64, data []byte) error 
 
 // serve writes the session's events to st, and a ping every ping
 // interval, until the client leaves, the stream's lifetime is up, another
-// stream takes over, or the session ends. With replay, it first writes
-// again the events written after seq. It returns why it stopped. A
-// reload's new settings apply at once.
-func (s *session) serve(st *stream, a *attachment, seq uint64, replay bool) string {
+// stream takes over, or the session ends. It first writes again the kept
+// events after seq. It returns why it stopped. The settings of a newer
+// config apply as soon as it runs.
+func (s *session) serve(st *stream, a *attachment, seq uint64) string {
 	started := time.Now()
-	cfg := s.store.settings()
-	st.sendTimeout = cfg.sendTimeout
-	if replay {
-		for _, ev := range s.sentAfter(seq) {
-			if err := st.writeMessage(s.id, ev.seq, ev.data); err != nil {
-				return goneReason(err)
-			}
+	for _, ev := range s.sentAfter(seq) {
+		if err := st.writeMessage(s.id, ev.seq, ev.data); err != nil {
+			return goneReason(err)
 		}
+		s.markDelivered(ev.seq)
 	}
-	ping := time.NewTimer(st.untilPing(cfg.pingInterval))
+	ping := time.NewTimer(st.untilPing(st.cfg.pingInterval))
 	defer ping.Stop()
-	lifetime := newLifetimeTimer(started, cfg.maxLifetime)
+	lifetime := newLifetimeTimer(started, st.cfg.maxLifetime)
 	defer lifetime.stop()
 	for {
 		select {
 		case data := <-s.events:
 			seq := s.sent.Add(1)
-			s.recordSent(seq, data)
+			s.recordSent(seq, data, st.cfg.queueSize)
 			if err := st.writeMessage(s.id, seq, data); err != nil {
 				return goneReason(err)
 			}
+			s.markDelivered(seq)
 		case <-ping.C:
 			if err := st.writeUnbounded(pingComment); err != nil {
 				return goneReason(err)
 			}
-			ping.Reset(st.untilPing(cfg.pingInterval))
+			ping.Reset(st.untilPing(st.cfg.pingInterval))
 		case <-lifetime.c:
 			return reasonLifetime
-		case <-cfg.changed:
-			cfg = s.store.settings()
-			st.sendTimeout = cfg.sendTimeout
-			ping.Reset(st.untilPing(cfg.pingInterval))
+		case <-st.cfg.changed:
+			st.cfg = s.store.settings()
+			ping.Reset(st.untilPing(st.cfg.pingInterval))
 			lifetime.stop()
-			lifetime = newLifetimeTimer(started, cfg.maxLifetime)
+			lifetime = newLifetimeTimer(started, st.cfg.maxLifetime)
 		case <-a.ctx.Done():
 			switch context.Cause(a.ctx) {
 			case errReplaced:

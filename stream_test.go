@@ -16,7 +16,7 @@ func TestPingsOfAConnectionFallTogether(t *testing.T) {
 	streamOf := func(remote string) *stream {
 		r := httptest.NewRequest(http.MethodGet, "/sse", nil)
 		r.RemoteAddr = remote
-		return newStream(httptest.NewRecorder(), r)
+		return newStream(httptest.NewRecorder(), r, &settings{})
 	}
 	a1, a2, b := streamOf("10.0.0.1:5000"), streamOf("10.0.0.1:5000"), streamOf("10.0.0.2:6000")
 	next := func(st *stream) time.Time { return time.Now().Add(st.untilPing(interval)) }
@@ -42,7 +42,7 @@ func TestPingPhasesSpreadOverTheInterval(t *testing.T) {
 	for i := range 1000 {
 		r := httptest.NewRequest(http.MethodGet, "/sse", nil)
 		r.RemoteAddr = fmt.Sprintf("10.0.%d.%d:%d", i/250, i%250, 40000+i)
-		if phase := time.Duration(newStream(httptest.NewRecorder(), r).conn % uint64(interval)); phase > interval/2 {
+		if phase := time.Duration(newStream(httptest.NewRecorder(), r, &settings{}).conn % uint64(interval)); phase > interval/2 {
 			late++
 		}
 	}

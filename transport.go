@@ -31,10 +31,22 @@ type upstreamTransport struct {
 
 	// chosen is h1 or h2c once a probe has told; nil until then.
 	chosen atomic.Pointer[http.Transport]
-	// probing lets one request at a time probe the upstream.
-	probing sync.Mutex
 	// onChoose, if set, learns what a probe chose.
 	onChoose func(h2c bool)
+
+	// closed ends a probe that is running when the transport is closed.
+	closed context.Context
+	close  context.CancelFunc
+
+	mu    sync.Mutex
+	probe *h2cProbe // the probe running, if any
+}
+
+// h2cProbe is one probe of the upstream, which every request that needs
+// its answer waits for, each as long as its own context allows.
+type h2cProbe struct {
+	done chan struct{}
+	rt   *http.Transport // set before done is closed
 }
 
 func newUpstreamTransport() *upstreamTransport {
@@ -52,14 +64,19 @@ func newUpstreamTransport() *upstreamTransport {
 	// the upstream is still there instead of trusting a silent one.
 	h2c.HTTP2 = &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second}
 	h1.HTTP2 = h2c.HTTP2
-	return &upstreamTransport{h1: h1, h2c: h2c}
+	t := &upstreamTransport{h1: h1, h2c: h2c}
+	t.closed, t.close = context.WithCancel(context.Background())
+	return t
 }
 
 // RoundTrip sends req over the transport the upstream speaks.
 func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	rt := t.chosen.Load()
 	if rt == nil {
-		rt = t.choose(req)
+		var err error
+		if rt, err = t.choose(req); err != nil {
+			return nil, err
+		}
 	}
 	resp, err := rt.RoundTrip(req)
 	if err != nil && rt == t.h2c && req.Context().Err() == nil {
@@ -70,34 +87,55 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	return resp, err
 }
 
-// choose probes a plain-http upstream for h2c and remembers the answer. If
-// the probe cannot reach the upstream, req goes over HTTP/1.1 and the next
-// request probes again.
-func (t *upstreamTransport) choose(req *http.Request) *http.Transport {
+// choose returns the transport for a plain-http upstream once a probe for
+// h2c has told, waiting for the probe at most as long as req's context
+// allows. A probe that cannot reach the upstream sends the requests that
+// waited for it over HTTP/1.1, and the next request probes again.
+func (t *upstreamTransport) choose(req *http.Request) (*http.Transport, error) {
 	if req.URL.Scheme != "http" || t.proxied(req) {
 		t.chosen.Store(t.h1)
-		return t.h1
+		return t.h1, nil
 	}
-	t.probing.Lock()
-	defer t.probing.Unlock()
+	t.mu.Lock()
 	if rt := t.chosen.Load(); rt != nil {
-		return rt
+		t.mu.Unlock()
+		return rt, nil
 	}
-	ctx, cancel := context.WithTimeout(req.Context(), h2cProbeTimeout)
+	p := t.probe
+	if p == nil {
+		p = &h2cProbe{done: make(chan struct{})}
+		t.probe = p
+		go t.runProbe(p, req.URL.Host)
+	}
+	t.mu.Unlock()
+	select {
+	case <-p.done:
+		return p.rt, nil
+	case <-req.Context().Done():
+		return nil, context.Cause(req.Context())
+	}
+}
+
+// runProbe probes host within h2cProbeTimeout, or until the transport is
+// closed, and publishes the answer.
+func (t *upstreamTransport) runProbe(p *h2cProbe, host string) {
+	ctx, cancel := context.WithTimeout(t.closed, h2cProbeTimeout)
 	defer cancel()
-	h2c, err := probeH2C(ctx, req.URL.Host)
-	if err != nil {
-		return t.h1
+	h2c, err := probeH2C(ctx, host)
+	p.rt = t.h1
+	if err == nil && h2c {
+		p.rt = t.h2c
 	}
-	rt := t.h1
-	if h2c {
-		rt = t.h2c
+	t.mu.Lock()
+	t.probe = nil
+	if err == nil {
+		t.chosen.Store(p.rt)
 	}
-	t.chosen.Store(rt)
-	if t.onChoose != nil {
+	t.mu.Unlock()
+	close(p.done)
+	if err == nil && t.onChoose != nil {
 		t.onChoose(h2c)
 	}
-	return rt
 }
 
 // proxied reports whether req goes through an HTTP proxy (HTTP_PROXY),
@@ -144,4 +182,10 @@ func probeH2C(ctx context.Context, host string) (bool, error) {
 func (t *upstreamTransport) CloseIdleConnections() {
 	t.h1.CloseIdleConnections()
 	t.h2c.CloseIdleConnections()
+}
+
+// shutdown ends a probe that is running and closes the idle connections.
+func (t *upstreamTransport) shutdown() {
+	t.close()
+	t.CloseIdleConnections()
 }

@@ -51,7 +51,7 @@ func newUpstreamClient(u *url.URL) *upstreamClient {
 	}
 }
 
-func (c *upstreamClient) close() { c.transport.CloseIdleConnections() }
+func (c *upstreamClient) close() { c.transport.shutdown() }
 
 // do sends req and waits at most headerTimeout for the response headers;
 // the body may then take as long as the request's context allows. The

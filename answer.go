@@ -1,0 +1,144 @@
+package mcpsse
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// maxUpstreamMessage bounds one message from the upstream, so that a broken
+// upstream cannot make the gateway buffer without end.
+const maxUpstreamMessage = 64 << 20
+
+// relayAnswer relays, under ctx, the upstream's answer to m, JSON or an event stream,
+// message by message in the order the upstream sent them. For a request it
+// returns an error unless the response to it came through; onResponse, if
+// set, sees that response before the client does.
+func (s *session) relayAnswer(ctx context.Context, resp *http.Response, m message, onResponse func(message)) error {
+	if err := checkStatus(resp); err != nil {
+		if m.kind == kindRequest && s.relayErrorBody(ctx, resp, m) {
+			return nil
+		}
+		return err
+	}
+	to := answerTo{quiet: m.quiet, onResponse: onResponse}
+	if m.kind == kindRequest {
+		to.id = m.id
+	}
+	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	switch mediaType {
+	case "text/event-stream":
+		return s.relayEvents(ctx, resp.Body, to)
+	case "application/json":
+		body, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamMessage+1))
+		if err != nil {
+			return fmt.Errorf("%w: %w", errBrokenAnswer, err)
+		}
+		if len(body) > maxUpstreamMessage {
+			return fmt.Errorf("%w: an answer over %d bytes", errNotMCP, maxUpstreamMessage)
+		}
+		found, err := s.relayPayload(ctx, body, to)
+		if err == nil && to.id != nil && !found {
+			err = errNoResponse
+		}
+		return err
+	}
+	if to.id == nil {
+		// Notifications and responses are accepted with any 2xx,
+		// 202 without a body as the specification has it.
+		return nil
+	}
+	if mediaType == "" {
+		return fmt.Errorf("%w: %s without a body", errNotMCP, resp.Status)
+	}
+	return fmt.Errorf("%w: %s with %q", errNotMCP, resp.Status, mediaType)
+}
+
+// relayErrorBody relays a JSON-RPC error response to m found in the body of
+// a failed upstream request, and reports whether it did.
+func (s *session) relayErrorBody(ctx context.Context, resp *http.Response, m message) bool {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return false
+	}
+	r, err := parseMessage(body)
+	if err != nil || r.kind != kindResponse || !sameID(r.id, m.id) {
+		return false
+	}
+	if s.deliver(ctx, eventData(r.raw)) != nil {
+		return false
+	}
+	metrics.messages.WithLabelValues(toClient, r.kind.String()).Inc()
+	return true
+}
+
+// answerTo says what an upstream answer answers: the request with id, if
+// any; quiet, if none of it is for the client; onResponse, if set, sees the
+// response before the client does.
+type answerTo struct {
+	id         json.RawMessage
+	quiet      bool
+	onResponse func(message)
+}
+
+// relayEvents relays the messages of an upstream event stream. For a
+// request it returns once the response came through, and an error if the
+// stream ends before; else it relays until the stream ends.
+func (s *session) relayEvents(ctx context.Context, body io.Reader, to answerTo) error {
+	events := newSSEReader(body, maxUpstreamMessage)
+	for {
+		ev, err := events.next()
+		if err != nil {
+			// io.EOF is a clean end; a cut event, a cut connection or
+			// a read error is an answer that broke off.
+			switch {
+			case errors.Is(err, io.EOF) && to.id == nil:
+				return nil
+			case errors.Is(err, io.EOF):
+				return errNoResponse
+			case errors.Is(err, errEventTooLarge):
+				return fmt.Errorf("%w: %w", errNotMCP, err)
+			}
+			return fmt.Errorf("%w: %w", errBrokenAnswer, err)
+		}
+		found, err := s.relayPayload(ctx, ev.data, to)
+		if err != nil || found {
+			return err
+		}
+	}
+}
+
+// relayPayload relays one JSON-RPC message or batch from the upstream and
+// reports whether it held the response to the request.
+func (s *session) relayPayload(ctx context.Context, payload []byte, to answerTo) (bool, error) {
+	msgs, err := parseMessages(payload)
+	if err != nil {
+		return false, fmt.Errorf("%w: %v", errNotMCP, err)
+	}
+	found := false
+	for _, r := range msgs {
+		isAnswer := to.id != nil && r.kind == kindResponse && sameID(r.id, to.id)
+		if isAnswer && to.onResponse != nil {
+			to.onResponse(r)
+		}
+		found = found || isAnswer
+		if to.quiet {
+			continue
+		}
+		if c := s.store.logger().Check(zapcore.DebugLevel, "relaying upstream message"); c != nil {
+			c.Write(zap.String("session", s.tag), zap.Stringer("kind", r.kind), zap.String("method", r.method))
+		}
+		if err := s.deliver(ctx, eventData(r.raw)); err != nil {
+			return found, err
+		}
+		metrics.messages.WithLabelValues(toClient, r.kind.String()).Inc()
+	}
+	return found, nil
+}

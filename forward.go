@@ -1,0 +1,120 @@
+package mcpsse
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+
+	"go.uber.org/zap"
+)
+
+// errTooManyInFlight refuses a POST while the session has max_in_flight
+// messages on their way upstream.
+var errTooManyInFlight = errors.New("too many messages of this session are on their way upstream; retry later")
+
+// forward sends msgs upstream, one request each, in the order they were
+// posted after every message posted before them. Each waits only until the
+// one before it has been written upstream, not for its answer, so a slow
+// tool call does not hold up a quick one. header is the client's, as it
+// goes upstream; cfg the settings of the handler that took the POST.
+//
+// It forwards nothing and returns errUnknownSession once the session has
+// stopped, and errTooManyInFlight when msgs would take the session past
+// cfg.maxInFlight.
+func (s *session) forward(msgs []message, header http.Header, cfg *settings) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reason != "" {
+		return errUnknownSession
+	}
+	if cfg.maxInFlight > 0 && s.inFlight+len(msgs) > cfg.maxInFlight {
+		return errTooManyInFlight
+	}
+	s.header = header
+	if s.initSeen && startsOver(msgs) {
+		s.startOver()
+	}
+	for _, m := range s.heal(msgs) {
+		if !m.quiet {
+			s.received.Add(1)
+			metrics.messages.WithLabelValues(toUpstream, m.kind.String()).Inc()
+		}
+		prev := s.lastSent
+		sent := make(chan struct{})
+		s.lastSent = sent
+		s.inFlight++
+		go s.relay(s.upstream, m, header.Clone(), prev, sent, cfg)
+	}
+	return nil
+}
+
+// relay forwards m once prev is closed, closes sent once m is on its way,
+// and relays the upstream's answer, all under ctx, the upstream session's.
+// A request the upstream cannot answer gets a JSON-RPC error response, so
+// the client never waits forever.
+func (s *session) relay(ctx context.Context, m message, header http.Header, prev <-chan struct{}, sent chan struct{}, cfg *settings) {
+	release := sync.OnceFunc(func() { close(sent) })
+	defer release()
+	defer func() {
+		s.mu.Lock()
+		s.inFlight--
+		s.mu.Unlock()
+	}()
+	select {
+	case <-prev:
+	case <-ctx.Done():
+		return
+	}
+	err := s.exchange(ctx, m, header, release, cfg)
+	if err == nil || ctx.Err() != nil {
+		return
+	}
+	reason, public := countUpstreamError(err)
+	cfg.logger.Warn("upstream exchange failed",
+		zap.String("session", s.tag),
+		zap.Stringer("kind", m.kind),
+		zap.String("method", m.method),
+		zap.String("reason", reason),
+		zap.Bool("made_by_gateway", m.quiet),
+		zap.Error(err))
+	if m.kind == kindRequest && !m.quiet {
+		_ = s.deliver(ctx, errorResponse(m.id, codeInternalError, public))
+	}
+}
+
+// startsOver reports whether msgs, posted to a session that was already
+// initialized, hold an initialize request: the client starts a new MCP
+// session on this one, as a client does that restarted and was re-attached
+// by its identity.
+func startsOver(msgs []message) bool {
+	for _, m := range msgs {
+		if m.kind == kindRequest && m.method == "initialize" {
+			return true
+		}
+	}
+	return false
+}
+
+// startOver ends the upstream session of the client's earlier MCP session,
+// with its exchanges, its GET stream and the events not yet delivered,
+// none of which the client knows now; the upstream session is deleted, and
+// the client's initialize will open the next. Callers hold s.mu.
+func (s *session) startOver() {
+	s.endUpstream()
+	if s.upstreamID != "" {
+		s.deleteInBackground(s.upstreamID)
+	}
+	s.upstream, s.endUpstream = context.WithCancel(s.ctx)
+	s.upstreamID, s.protocol = "", ""
+	s.initSeen, s.initialized = false, false
+drain:
+	for {
+		select {
+		case <-s.events:
+		default:
+			break drain
+		}
+	}
+	metrics.healed.WithLabelValues("client_restarted").Inc()
+}
