@@ -57,13 +57,14 @@ type sessionInfo struct {
 	AgeSeconds       float64   `json:"age_seconds"`
 	MessagesSent     uint64    `json:"messages_sent"`
 	MessagesReceived uint64    `json:"messages_received"`
+	MessagesInFlight int       `json:"messages_in_flight"`
 	StreamAttached   bool      `json:"stream_attached"`
 	UpstreamSession  bool      `json:"upstream_session"`
 }
 
 func (s *session) info() sessionInfo {
 	s.mu.Lock()
-	hasUpstream := s.upstreamID != ""
+	hasUpstream, inFlight := s.upstreamID != "", s.inFlight
 	s.mu.Unlock()
 	return sessionInfo{
 		ID:               s.id,
@@ -76,6 +77,7 @@ func (s *session) info() sessionInfo {
 		AgeSeconds:       time.Since(s.created).Seconds(),
 		MessagesSent:     s.sent.Load(),
 		MessagesReceived: s.received.Load(),
+		MessagesInFlight: inFlight,
 		StreamAttached:   s.attached.Load(),
 		UpstreamSession:  hasUpstream,
 	}

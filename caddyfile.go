@@ -20,6 +20,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	mcp_sse [<matcher>] {
+//		name          <name>
 //		upstream      <url>
 //		prefix        <path>
 //		ping_interval    <duration>
@@ -27,6 +28,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		resume_window    <duration>|off
 //		max_message_size <size>
 //		max_sessions     <n>
+//		max_in_flight    <n>
 //		allowed_origins  <origin...>
 //		send_timeout     <duration>
 //		queue_size       <n>
@@ -59,6 +61,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 		seen[name] = true
 		switch name {
+		case "name":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			h.Name = d.Val()
 		case "upstream":
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -122,6 +129,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.MaxSessions = n
+		case "max_in_flight":
+			n, err := parseCount(d, false)
+			if err != nil {
+				return err
+			}
+			h.MaxInFlight = n
 		case "queue_size":
 			n, err := parseCount(d, false)
 			if err != nil {

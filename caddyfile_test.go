@@ -45,6 +45,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{
 			name: "every subdirective",
 			input: `mcp_sse {
+				name          tenant-a
 				upstream      https://mcp.example.com/mcp
 				prefix        /api
 				ping_interval 5s
@@ -52,6 +53,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				resume_window 30s
 				max_message_size 1MiB
 				max_sessions 100
+				max_in_flight 8
 				allowed_origins https://app.example.com http://localhost:3000
 				send_timeout 3s
 				queue_size 8
@@ -59,6 +61,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				upstream_stream off
 			}`,
 			want: Handler{
+				Name:            "tenant-a",
 				Upstream:        "https://mcp.example.com/mcp",
 				Prefix:          "/api",
 				PingInterval:    caddy.Duration(5 * time.Second),
@@ -66,6 +69,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				ResumeWindow:    caddy.Duration(30 * time.Second),
 				MaxMessageSize:  1 << 20,
 				MaxSessions:     100,
+				MaxInFlight:     8,
 				AllowedOrigins:  []string{"https://app.example.com", "http://localhost:3000"},
 				SendTimeout:     caddy.Duration(3 * time.Second),
 				QueueSize:       8,
@@ -96,6 +100,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "negative lifetime", input: "mcp_sse {\n upstream http://a\n max_lifetime -1s\n}", err: `max_lifetime: duration "-1s" must not be negative`, line: 3},
 		{name: "bad size", input: "mcp_sse {\n upstream http://a\n max_message_size lots\n}", err: `max_message_size: bad size "lots"`, line: 3},
 		{name: "zero queue", input: "mcp_sse {\n upstream http://a\n queue_size 0\n}", err: `queue_size: "0" is not a positive whole number`, line: 3},
+		{name: "zero in flight", input: "mcp_sse {\n upstream http://a\n max_in_flight 0\n}", err: `max_in_flight: "0" is not a positive whole number`, line: 3},
+		{name: "name missing", input: "mcp_sse {\n name\n upstream http://a\n}", err: "wrong argument count", line: 2},
 		{name: "negative sessions", input: "mcp_sse {\n upstream http://a\n max_sessions -1\n}", err: `max_sessions: "-1" is not a positive whole number`, line: 3},
 		{name: "origin with path", input: "mcp_sse {\n upstream http://a\n allowed_origins https://a.example/x\n}", err: `allowed origin "https://a.example/x" must be scheme://host[:port]`, line: 3},
 		{name: "no origins", input: "mcp_sse {\n upstream http://a\n allowed_origins\n}", err: "wrong argument count", line: 3},

@@ -223,3 +223,78 @@ func TestSlowClientIsDisconnected(t *testing.T) {
 		t.Errorf("another session: %q, %v", got, err)
 	}
 }
+
+// TestMessagesInFlightAreBounded posts 1,000 calls of a tool that blocks
+// to one session: the first max_in_flight (64 by default) go upstream, the
+// rest get 429 with Retry-After and a JSON-RPC error for their id, so the
+// upstream never holds more than 64 of them (over HTTP/1.1, 64
+// connections). Once the calls return, the session takes messages again.
+func TestMessagesInFlightAreBounded(t *testing.T) {
+	const calls, inFlight = 1000, defaultMaxInFlight
+	up := newTestUpstream(t)
+	loadCaddyfile(t, gatewaySite(up.URL, ""))
+	stream := openRaw(t, nil, gatewayURL+"/sse", nil)
+	if err := stream.initialize(http.DefaultClient, gatewayURL); err != nil {
+		t.Fatal(err)
+	}
+	stream.post(t, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	waitFor(t, func() error {
+		if n := adminSessions(t)[0].MessagesInFlight; n != 0 {
+			return fmt.Errorf("%d messages still in flight", n)
+		}
+		return nil
+	})
+
+	accepted := 0
+	for i := range calls {
+		id := 100 + i
+		status, body := post(t, stream.endpoint, "application/json",
+			fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"block"}}`, id), nil)
+		switch status {
+		case http.StatusAccepted:
+			accepted++
+		case http.StatusTooManyRequests:
+			var answer struct {
+				ID    int `json:"id"`
+				Error struct {
+					Code    int    `json:"code"`
+					Message string `json:"message"`
+				} `json:"error"`
+			}
+			if err := json.Unmarshal([]byte(body), &answer); err != nil || answer.ID != id || answer.Error.Code != codeServerBusy {
+				t.Fatalf("call %d: 429 with body %q, want a JSON-RPC error for id %d", i, body, id)
+			}
+		default:
+			t.Fatalf("call %d: %d %s", i, status, body)
+		}
+	}
+	if accepted != inFlight {
+		t.Errorf("%d calls accepted, want %d", accepted, inFlight)
+	}
+	resp, err := http.Post(gatewayURL+stream.endpoint, "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("one more while full: %s with Retry-After %q, want 429 with one", resp.Status, resp.Header.Get("Retry-After"))
+	}
+	// The initialize, the GET stream and one spare beside the calls.
+	if n := len(up.connections()); n > inFlight+3 {
+		t.Errorf("the upstream was called on %d connections for %d calls in flight", n, inFlight)
+	}
+
+	close(up.release)
+	for range accepted {
+		ev, err := stream.nextMessage()
+		if err != nil || !strings.Contains(string(ev.data), "released") {
+			t.Fatalf("answer %q, %v", ev.data, err)
+		}
+	}
+	waitFor(t, func() error {
+		if code := stream.post(t, `{"jsonrpc":"2.0","id":2,"method":"ping"}`); code != http.StatusAccepted {
+			return fmt.Errorf("a ping after the calls returned: %d", code)
+		}
+		return nil
+	})
+}

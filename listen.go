@@ -66,17 +66,7 @@ func (s *session) listen(ctx context.Context) {
 // after a stream that ended cleanly is logged at warn, the retries after it
 // at debug.
 func (s *session) relayListenStream(ctx context.Context) {
-	var refused *listenRefusal
-	defer func() {
-		s.mu.Lock()
-		if s.listening == ctx {
-			s.listening = nil
-		}
-		if refused != nil {
-			s.refused = *refused
-		}
-		s.mu.Unlock()
-	}()
+	defer s.stopListening(ctx, nil)
 	backoff := time.Second
 	failing := false
 	for {
@@ -88,12 +78,15 @@ func (s *session) relayListenStream(ctx context.Context) {
 			countUpstreamError(err)
 		}
 		if !retry {
-			refused = &listenRefusal{upstream: ctx}
+			refused := listenRefusal{upstream: ctx}
+			if se, ok := errors.AsType[*statusError](err); ok && (se.code == http.StatusUnauthorized || se.code == http.StatusForbidden) {
+				refused.forCredential, refused.cred = true, cred
+			}
+			if !s.stopListening(ctx, &refused) {
+				continue // the client sent a newer credential meanwhile
+			}
 			if err != nil {
 				s.store.logger().Warn("upstream GET stream refused", zap.String("session", s.tag), zap.Error(err))
-				if se, ok := errors.AsType[*statusError](err); ok && (se.code == http.StatusUnauthorized || se.code == http.StatusForbidden) {
-					refused.forCredential, refused.cred = true, cred
-				}
 			}
 			return
 		}
@@ -118,6 +111,26 @@ func (s *session) relayListenStream(ctx context.Context) {
 			backoff = min(2*backoff, listenBackoffMax)
 		}
 	}
+}
+
+// stopListening records that the GET stream of the upstream session of
+// ctx stops, refused for good if refused is set, and reports whether it
+// does: a stream refused for a credential that the client has replaced
+// since goes on, with the newer one.
+func (s *session) stopListening(ctx context.Context, refused *listenRefusal) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.listening != ctx {
+		return true
+	}
+	if refused != nil {
+		if refused.forCredential && refused.cred != credential(s.header) {
+			return false
+		}
+		s.refused = *refused
+	}
+	s.listening = nil
+	return true
 }
 
 // listenOnce relays one GET stream and reports whether to open it again,

@@ -134,9 +134,10 @@ func (s *session) attach(ctx context.Context) *attachment {
 }
 
 // release gives up a stream's hold on the session once serve returned why.
-// A stream another one took over just leaves; a client that went away or a
-// stream past its lifetime leaves the session waiting resume_window for the
-// client to come back; anything else ends the session.
+// A stream another one took over, or of a session something else stopped,
+// just leaves; a client that went away or a stream past its lifetime leaves
+// the session waiting resume_window (of cfg, the settings the stream
+// followed) for the client to come back; anything else ends the session.
 func (s *session) release(a *attachment, why string, cfg *settings) {
 	a.unwatch()
 	a.stop(nil)
@@ -148,6 +149,9 @@ func (s *session) release(a *attachment, why string, cfg *settings) {
 	}
 	s.stream = nil
 	s.attached.Store(false)
+	if s.stopped() {
+		return // whoever stopped the session ends it
+	}
 	window := cfg.resumeWindow
 	if window <= 0 || (why != reasonClientGone && why != reasonLifetime) {
 		s.stop(why)
@@ -157,7 +161,6 @@ func (s *session) release(a *attachment, why string, cfg *settings) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.reason != "" {
-		go s.endAlone(s.reason)
 		return
 	}
 	s.expiry = time.AfterFunc(window, func() { s.expire(why) })

@@ -75,23 +75,70 @@ func authSite(t *testing.T, upstream, subdirectives string) string {
 }
 
 // TestTypeScriptClientKeepsItsSession calls a tool for 15 s with the
-// TypeScript SDK behind basic_auth while max_lifetime cuts its stream every
-// 2 s. The SDK reconnects without Last-Event-ID and never initializes
-// again; the gateway re-attaches it to its session by its user, answers the
-// calls posted while it had no stream on the new stream, and the upstream
-// sees one session throughout.
+// TypeScript SDK while max_lifetime cuts its stream every 2 s: once behind
+// basic_auth, once with a fixed bearer token (an API key) the gateway does
+// not check itself. The SDK reconnects without Last-Event-ID and never
+// initializes again; the gateway re-attaches it to its session by its user
+// or its credential, answers the calls posted while it had no stream on
+// the new stream, and the upstream sees one session throughout.
 func TestTypeScriptClientKeepsItsSession(t *testing.T) {
+	for _, tc := range []struct {
+		name, site, authorization string
+	}{
+		{"basic_auth user", authSite(t, "%s", "max_lifetime 2s"), basicAuth("alice", "pw")},
+		{"bearer token", gatewaySite("%s", "max_lifetime 2s"), "Bearer fixed-api-key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := newTestUpstream(t)
+			loadCaddyfile(t, strings.Replace(tc.site, "%s", up.URL, 1))
+			run := runResumeScript(t, 15, 10*time.Second, tc.authorization)
+			if run.Failed != 0 || run.Calls == 0 {
+				t.Errorf("%d of %d calls failed: %v", run.Failed, run.Calls, run.Errors)
+			}
+			if run.Losses < 2 {
+				t.Errorf("the client lost its stream %d times, want several", run.Losses)
+			}
+			if ids := up.upstreamSessions(); len(ids) != 1 {
+				t.Errorf("the upstream saw %d sessions, want the one", len(ids))
+			}
+		})
+	}
+}
+
+// TestRestartedTypeScriptClientStartsOver runs the TypeScript SDK client
+// twice with one fixed bearer token, the second time while the first run's
+// session waits in its resume window. The gateway re-attaches the second
+// client to that session by its credential; the client initializes, as a
+// new client does, and the gateway starts the session over on a new
+// upstream session, deleting the old one, instead of passing a second
+// initialize into an initialized upstream session.
+func TestRestartedTypeScriptClientStartsOver(t *testing.T) {
+	const token = "Bearer fixed-api-key"
 	up := newTestUpstream(t)
-	loadCaddyfile(t, authSite(t, up.URL, "max_lifetime 2s"))
-	run := runResumeScript(t, 15, 10*time.Second, basicAuth("alice", "pw"))
-	if run.Failed != 0 || run.Calls == 0 {
-		t.Errorf("%d of %d calls failed: %v", run.Failed, run.Calls, run.Errors)
+	loadCaddyfile(t, gatewaySite(up.URL, ""))
+	for run := range 2 {
+		got := runResumeScript(t, 1, 10*time.Second, token)
+		if got.Failed != 0 || got.Calls == 0 {
+			t.Fatalf("run %d: %d of %d calls failed: %v", run, got.Failed, got.Calls, got.Errors)
+		}
+		waitFor(t, func() error {
+			for _, s := range adminSessions(t) {
+				if s.StreamAttached {
+					return fmt.Errorf("run %d's stream is still attached", run)
+				}
+			}
+			return nil
+		})
+		if n := len(adminSessions(t)); n != 1 {
+			t.Fatalf("after run %d the gateway holds %d sessions, want the one re-attached", run, n)
+		}
 	}
-	if run.Losses < 2 {
-		t.Errorf("the client lost its stream %d times, want several", run.Losses)
+	ids := up.upstreamSessions()
+	if len(ids) != 2 {
+		t.Fatalf("the upstream saw sessions %v, want one for each run", ids)
 	}
-	if ids := up.upstreamSessions(); len(ids) != 1 {
-		t.Errorf("the upstream saw %d sessions, want the one", len(ids))
+	if deleted := up.waitDeleted(t); !ids[deleted] {
+		t.Errorf("deleted %q, not one of the runs' upstream sessions %v", deleted, ids)
 	}
 }
 

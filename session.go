@@ -66,6 +66,7 @@ type session struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	endOnce sync.Once
+	endErr  error // why the upstream session could not be deleted; set in endOnce
 
 	mu sync.Mutex
 	// header holds the client's headers as they go upstream, from its
@@ -140,11 +141,11 @@ func (s *session) stop(reason string) {
 }
 
 // end stops the session, deletes its upstream session within ctx, and
-// then forgets it, once; later calls wait for the first to finish and
-// return nil. A session stays findable while its upstream session is being
-// deleted, so that ending every session of a store waits for those DELETEs
-// too. It returns the error of a DELETE that failed or never went out.
-func (s *session) end(ctx context.Context, reason string) (err error) {
+// then forgets it, once; later calls wait for the first to finish. A
+// session stays findable while its upstream session is being deleted, so
+// that ending every session of a store waits for those DELETEs too. It
+// returns the error of a DELETE that failed or never went out.
+func (s *session) end(ctx context.Context, reason string) error {
 	s.stop(reason)
 	s.endOnce.Do(func() {
 		s.mu.Lock()
@@ -153,7 +154,7 @@ func (s *session) end(ctx context.Context, reason string) (err error) {
 		reason := s.reason
 		s.mu.Unlock()
 		if upstreamID != "" {
-			err = s.deleteUpstream(ctx, upstreamID)
+			s.endErr = s.deleteUpstream(ctx, upstreamID)
 		}
 		s.store.remove(s.id)
 		metrics.sessionsEnded.WithLabelValues(reason).Inc()
@@ -164,7 +165,7 @@ func (s *session) end(ctx context.Context, reason string) (err error) {
 			zap.Uint64("messages_received", s.received.Load()),
 			zap.Uint64("messages_sent", s.sent.Load()))
 	})
-	return err
+	return s.endErr
 }
 
 // endAlone ends the session by itself, not with every session of its

@@ -18,7 +18,7 @@ const maxConcurrentDeletes = 64
 // endAllDeleteBudget bounds how long ending every session of a store
 // (shutdown, the handler removed) waits for the upstream DELETEs, whatever
 // the upstream does.
-const endAllDeleteBudget = 3 * time.Second
+const endAllDeleteBudget = 2 * time.Second
 
 // policy is what a handler's settings ask of its sessions; comparable, so
 // that handlers sharing sessions by name can be checked to agree.

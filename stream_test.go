@@ -1,11 +1,17 @@
 package mcpsse
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // TestPingsOfAConnectionFallTogether: streams of one client connection
@@ -50,4 +56,52 @@ func TestPingPhasesSpreadOverTheInterval(t *testing.T) {
 	if late < 400 || late > 600 {
 		t.Errorf("%d of 1000 connections ping in the second half of the interval, want about 500", late)
 	}
+}
+
+// brokenWriter is a client connection that fails every write.
+type brokenWriter struct{ httptest.ResponseRecorder }
+
+func (*brokenWriter) Write([]byte) (int, error) { return 0, errors.New("connection reset by peer") }
+
+// TestFailedWriteIsWrittenAgain serves a session's event to a stream whose
+// write fails, then attaches another stream as a re-attach without
+// Last-Event-ID does: the event the first stream could not write comes on
+// the second.
+func TestFailedWriteIsWrittenAgain(t *testing.T) {
+	cfg := &settings{policy: policy{queueSize: 4, pingInterval: time.Hour}, logger: zap.NewNop(), changed: make(chan struct{})}
+	store := newSessionStore("", &url.URL{Scheme: "http", Host: "127.0.0.1:1"}, "", cfg)
+	defer store.upstream.close()
+	r := httptest.NewRequest(http.MethodGet, "/sse", nil)
+	sess, err := store.open(r, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.cancel()
+	const event = `{"jsonrpc":"2.0","id":1,"result":{}}`
+	sess.events <- []byte(event)
+
+	a := sess.attach(r.Context())
+	if why := sess.serve(newStream(&brokenWriter{}, r, cfg), a, 0); why != reasonClientGone {
+		t.Fatalf("the broken stream stopped for %q", why)
+	}
+	sess.release(a, reasonClientGone, cfg)
+
+	ctx, cancel := context.WithCancel(r.Context())
+	second := &writeNotifier{ResponseRecorder: httptest.NewRecorder(), wrote: cancel}
+	a = sess.attach(ctx)
+	sess.serve(newStream(second, r, cfg), a, sess.deliveredSeq())
+	if !strings.Contains(second.Body.String(), event) {
+		t.Errorf("the second stream got %q, want the event the first could not write", second.Body.String())
+	}
+}
+
+// writeNotifier records a stream and calls wrote after its first write.
+type writeNotifier struct {
+	*httptest.ResponseRecorder
+	wrote func()
+}
+
+func (w *writeNotifier) Write(p []byte) (int, error) {
+	defer w.wrote()
+	return w.ResponseRecorder.Write(p)
 }

@@ -122,6 +122,9 @@ func (t *upstreamTransport) runProbe(p *h2cProbe, host string) {
 	ctx, cancel := context.WithTimeout(t.closed, h2cProbeTimeout)
 	defer cancel()
 	h2c, err := probeH2C(ctx, host)
+	if t.closed.Err() != nil {
+		err = t.closed.Err() // cut short: it told nothing
+	}
 	p.rt = t.h1
 	if err == nil && h2c {
 		p.rt = t.h2c
@@ -165,6 +168,8 @@ func probeH2C(ctx context.Context, host string) (bool, error) {
 	if deadline, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(deadline)
 	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
 	if _, err := conn.Write(h2cPreface); err != nil {
 		return false, nil
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -229,5 +230,45 @@ func TestUpstreamRestart(t *testing.T) {
 	fresh := connect(t, gatewayURL+"/sse", nil, nil)
 	if got, err := callText(ctx, fresh, "echo", map[string]any{"text": "new"}); err != nil || got != "new" {
 		t.Errorf("a new session after the restart: %q, %v", got, err)
+	}
+}
+
+// TestForgottenSessionIsNotSentAgain makes the upstream forget the
+// session and come back stateless, as a server does that was redeployed
+// without sessions: it answers 404 to the old Mcp-Session-Id and gives no
+// new one. The gateway initializes again and resends the call without the
+// stale ID, so the call succeeds.
+func TestForgottenSessionIsNotSentAgain(t *testing.T) {
+	up := newTestUpstream(t)
+	stateless := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return up.server }, &mcp.StreamableHTTPOptions{Stateless: true})
+	var forgotten atomic.Value
+	gate := func(w http.ResponseWriter, r *http.Request) *http.Request {
+		stale, _ := forgotten.Load().(string)
+		switch {
+		case stale == "":
+			return r
+		case r.Header.Get(headerSessionID) == stale:
+			http.Error(w, "session not found", http.StatusNotFound)
+		default:
+			stateless.ServeHTTP(w, r)
+		}
+		return nil
+	}
+	up.gate.Store(&gate)
+	loadCaddyfile(t, gatewaySite(up.URL, "upstream_stream off"))
+	cs := connect(t, gatewayURL+"/sse", nil, nil)
+	ctx := bounded(t)
+	if _, err := callText(ctx, cs, "echo", map[string]any{"text": "before"}); err != nil {
+		t.Fatal(err)
+	}
+	ids := up.upstreamSessions()
+	if len(ids) != 1 {
+		t.Fatalf("the upstream saw sessions %v, want one", ids)
+	}
+	for id := range ids {
+		forgotten.Store(id)
+	}
+	if got, err := callText(ctx, cs, "echo", map[string]any{"text": "after"}); err != nil || got != "after" {
+		t.Errorf("a call after the upstream forgot the session: %q, %v", got, err)
 	}
 }
