@@ -8,7 +8,7 @@ import (
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 	_ "github.com/mcp-sse/caddy-mcp-sse"
-	_ "github.com/mcp-sse/caddy-mcp-sse/internal/demo"
+	_ "github.com/mcp-sse/caddy-mcp-sse/cmd/internal/demo"
 )
 
 func main() {

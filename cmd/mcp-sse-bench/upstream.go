@@ -6,7 +6,7 @@ import (
 	"net"
 	"net/http"
 
-	"github.com/mcp-sse/caddy-mcp-sse/internal/demo"
+	"github.com/mcp-sse/caddy-mcp-sse/cmd/internal/demo"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 

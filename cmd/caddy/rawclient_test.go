@@ -1,4 +1,4 @@
-package mcpsse
+package main
 
 import (
 	"bufio"

@@ -1,4 +1,4 @@
-package mcpsse
+package main
 
 import (
 	"bytes"
@@ -151,7 +151,7 @@ var (
 	buildErr   error
 )
 
-// caddyBinary builds ./cmd/caddy once per test run: a process of its own
+// caddyBinary builds this command once per test run: a process of its own
 // is the only way to test what happens when Caddy exits.
 func caddyBinary(t *testing.T) string {
 	t.Helper()
@@ -162,9 +162,9 @@ func caddyBinary(t *testing.T) string {
 			return
 		}
 		binaryPath = filepath.Join(dir, "caddy")
-		out, err := exec.Command("go", "build", "-o", binaryPath, "./cmd/caddy").CombinedOutput()
+		out, err := exec.Command("go", "build", "-o", binaryPath, ".").CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/caddy: %v\n%s", err, out)
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
 	})
 	if buildErr != nil {

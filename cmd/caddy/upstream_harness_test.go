@@ -1,4 +1,4 @@
-package mcpsse
+package main
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcp-sse/caddy-mcp-sse/internal/demo"
+	"github.com/mcp-sse/caddy-mcp-sse/cmd/internal/demo"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
