@@ -16,6 +16,7 @@ import (
 var update = flag.Bool("update", false, "rewrite golden files")
 
 func TestUnmarshalCaddyfile(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		input string
@@ -130,6 +131,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 // TestAdaptErrorNamesLine checks that a bad subdirective fails `caddy adapt`
 // with the file and line, not at the first request.
 func TestAdaptErrorNamesLine(t *testing.T) {
+	t.Parallel()
 	input := "http://127.0.0.1:9080 {\n\tmcp_sse {\n\t\tupstream http://127.0.0.1:1/mcp\n\t\tping_interval often\n\t}\n}\n"
 	_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), map[string]any{"filename": "Caddyfile"})
 	if err == nil || !strings.Contains(err.Error(), "Caddyfile:4") {

@@ -8,6 +8,7 @@ import (
 )
 
 func TestParseMessages(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		body  string
@@ -58,6 +59,7 @@ func TestParseMessages(t *testing.T) {
 }
 
 func TestSameID(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		a, b string
 		same bool
@@ -80,6 +82,7 @@ func TestSameID(t *testing.T) {
 
 // TestIsCompact agrees with json.Compact on what needs compacting.
 func TestIsCompact(t *testing.T) {
+	t.Parallel()
 	for _, raw := range []string{
 		`{"a":1}`,
 		`{"a": 1}`,

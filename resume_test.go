@@ -8,6 +8,7 @@ import (
 // TestReplayKeepsTheLastEvents checks what a session keeps for a replay:
 // the last queue_size events, and no more than maxReplayBytes of them.
 func TestReplayKeepsTheLastEvents(t *testing.T) {
+	t.Parallel()
 	s := &session{}
 	const queueSize = 3
 	for seq := uint64(1); seq <= 5; seq++ {

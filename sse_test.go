@@ -8,6 +8,7 @@ import (
 )
 
 func TestSSEReader(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		input string
@@ -44,6 +45,7 @@ func TestSSEReader(t *testing.T) {
 }
 
 func TestSSEReaderLimit(t *testing.T) {
+	t.Parallel()
 	r := newSSEReader(strings.NewReader("data: "+strings.Repeat("x", 100)+"\n\n"), 50)
 	if _, err := r.next(); !errors.Is(err, errEventTooLarge) {
 		t.Errorf("error %v, want errEventTooLarge", err)
@@ -51,6 +53,7 @@ func TestSSEReaderLimit(t *testing.T) {
 }
 
 func TestEventData(t *testing.T) {
+	t.Parallel()
 	in := "{\r\n  \"jsonrpc\": \"2.0\", \"method\": \"m\", \"params\": {\"text\": \"line\\nbreak \u2028 sep \u2029 \\r\\n\\n\\ndata: x\"}\n}"
 	m, err := parseMessage([]byte(in))
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 // ping at the same moment, within one interval from now; another
 // connection's streams ping at their own moment.
 func TestPingsOfAConnectionFallTogether(t *testing.T) {
+	t.Parallel()
 	const interval = 15 * time.Second
 	streamOf := func(remote string) *stream {
 		r := httptest.NewRequest(http.MethodGet, "/sse", nil)
@@ -43,6 +44,7 @@ func TestPingsOfAConnectionFallTogether(t *testing.T) {
 // TestPingPhasesSpreadOverTheInterval: connections' ping phases cover the
 // whole interval, not only its start.
 func TestPingPhasesSpreadOverTheInterval(t *testing.T) {
+	t.Parallel()
 	const interval = 15 * time.Second
 	var late int
 	for i := range 1000 {
@@ -68,6 +70,7 @@ func (*brokenWriter) Write([]byte) (int, error) { return 0, errors.New("connecti
 // Last-Event-ID does: the event the first stream could not write comes on
 // the second.
 func TestFailedWriteIsWrittenAgain(t *testing.T) {
+	t.Parallel()
 	cfg := &settings{policy: policy{queueSize: 4, pingInterval: time.Hour}, logger: zap.NewNop(), changed: make(chan struct{})}
 	store := newSessionStore("", &url.URL{Scheme: "http", Host: "127.0.0.1:1"}, "", cfg)
 	defer store.upstream.close()

@@ -12,6 +12,7 @@ import (
 
 // TestProbeH2C tells servers that take h2c from those that do not.
 func TestProbeH2C(t *testing.T) {
+	t.Parallel()
 	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {})
 	h2c := httptest.NewUnstartedServer(ok)
 	h2c.Config.Protocols = new(http.Protocols)
@@ -60,6 +61,7 @@ func TestProbeH2C(t *testing.T) {
 // up when its own context ends, not when the probe does, and the probe
 // goes on for the others.
 func TestStalledProbeHoldsOnlyItsWaiters(t *testing.T) {
+	t.Parallel()
 	silent, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,11 @@ import (
 
 // The Caddy harness: the in-process Caddy that caddytest runs, its logs,
 // and the built Caddy for tests that need a process of their own.
+//
+// The tests that load configs into the in-process Caddy run one at a time:
+// caddytest runs one Caddy per test process, on fixed ports. The tests
+// that start the built Caddy take free ports, and still run one at a time,
+// because they measure time and memory.
 
 // The in-process Caddy that caddytest runs serves these.
 const (
