@@ -48,7 +48,7 @@ var metrics = struct {
 	}),
 	healed: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "mcp_sse", Name: "sessions_healed_total",
-		Help: "Upstream sessions the gateway initialized for a client: for a session that began without initialize (new_session), or after the upstream forgot one (upstream_forgot).",
+		Help: "Upstream sessions the gateway initialized, or started over, for a client: for a session that began without initialize (new_session), after the upstream forgot one (upstream_forgot), or when the client of an initialized session initialized again (client_restarted).",
 	}, []string{"cause"}),
 }
 

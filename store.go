@@ -46,7 +46,10 @@ type settings struct {
 }
 
 // sessionStore holds the live sessions of one handler identity and the
-// client for its upstream.
+// client for its upstream. It is the one place where sessions are held:
+// the endpoints find them here (get, resumable), and sessions enter and
+// leave here (add, remove); everything else a session needs, it holds
+// itself.
 type sessionStore struct {
 	key      string // in stores
 	name     string
