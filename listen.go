@@ -50,14 +50,20 @@ func (s *session) listen(ctx context.Context) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.initialized || s.upstream != ctx || s.reason != "" || s.listening == ctx {
+	if !s.initialized || s.upstream != ctx || s.reason != "" || (s.listening != nil && s.listening.upstream == ctx) {
 		return
 	}
 	if r := s.refused; r.upstream == ctx && (!r.forCredential || r.cred == credential(s.header)) {
 		return
 	}
-	s.listening = ctx
-	go s.relayListenStream(ctx)
+	run := &listenRun{upstream: ctx}
+	s.listening = run
+	go s.relayListenStream(run)
+}
+
+// listenRun is one goroutine's relay of the upstream GET stream.
+type listenRun struct {
+	upstream context.Context
 }
 
 // relayListenStream opens the upstream's GET stream and opens it again
@@ -65,8 +71,9 @@ func (s *session) listen(ctx context.Context) {
 // upstream says it has no such stream for the session. The first failure
 // after a stream that ended cleanly is logged at warn, the retries after it
 // at debug.
-func (s *session) relayListenStream(ctx context.Context) {
-	defer s.stopListening(ctx, nil)
+func (s *session) relayListenStream(run *listenRun) {
+	ctx := run.upstream
+	defer s.stopListening(run, nil)
 	backoff := time.Second
 	failing := false
 	for {
@@ -82,7 +89,7 @@ func (s *session) relayListenStream(ctx context.Context) {
 			if se, ok := errors.AsType[*statusError](err); ok && (se.code == http.StatusUnauthorized || se.code == http.StatusForbidden) {
 				refused.forCredential, refused.cred = true, cred
 			}
-			if !s.stopListening(ctx, &refused) {
+			if !s.stopListening(run, &refused) {
 				continue // the client sent a newer credential meanwhile
 			}
 			if err != nil {
@@ -113,14 +120,13 @@ func (s *session) relayListenStream(ctx context.Context) {
 	}
 }
 
-// stopListening records that the GET stream of the upstream session of
-// ctx stops, refused for good if refused is set, and reports whether it
-// does: a stream refused for a credential that the client has replaced
-// since goes on, with the newer one.
-func (s *session) stopListening(ctx context.Context, refused *listenRefusal) bool {
+// stopListening records that run stops, refused for good if refused is
+// set, and reports whether it does: a stream refused for a credential that
+// the client has replaced since goes on, with the newer one.
+func (s *session) stopListening(run *listenRun, refused *listenRefusal) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.listening != ctx {
+	if s.listening != run {
 		return true
 	}
 	if refused != nil {

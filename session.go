@@ -80,19 +80,19 @@ type session struct {
 	// GET stream of that upstream session run under it.
 	upstream    context.Context
 	endUpstream context.CancelFunc
-	lastSent    chan struct{}   // closed once the last message posted has gone upstream
-	inFlight    int             // messages posted and not yet done upstream
-	initialized bool            // notifications/initialized went upstream
-	listening   context.Context // the upstream context the GET stream relays under, if any
-	refused     listenRefusal   // why the GET stream stopped for good, if it did
-	reason      string          // why the session stopped; "" while it runs
-	ended       bool            // the upstream session is being or was deleted
-	expiry      *time.Timer     // ends the session while no stream is attached
-	recent      []sentEvent     // the last events written, for a replay
-	recentBytes int             // the size of their data
-	delivered   uint64          // the last event written to a stream without error
-	initParams  []byte          // the params of the client's initialize
-	initSeen    bool            // a client initialize was forwarded, or one made for it
+	lastSent    chan struct{} // closed once the last message posted has gone upstream
+	inFlight    int           // messages posted and not yet done upstream
+	initialized bool          // notifications/initialized went upstream
+	listening   *listenRun    // the relay of the upstream GET stream, if any
+	refused     listenRefusal // why the GET stream stopped for good, if it did
+	reason      string        // why the session stopped; "" while it runs
+	ended       bool          // the upstream session is being or was deleted
+	expiry      *time.Timer   // ends the session while no stream is attached
+	recent      []sentEvent   // the last events written, for a replay
+	recentBytes int           // the size of their data
+	delivered   uint64        // the last event written to a stream without error
+	initParams  []byte        // the params of the client's initialize
+	initSeen    bool          // a client initialize was forwarded, or one made for it
 }
 
 // open starts a session for the stream request r, which the handler with
