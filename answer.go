@@ -108,6 +108,12 @@ func (s *session) relayEvents(ctx context.Context, body io.Reader, to answerTo) 
 			}
 			return fmt.Errorf("%w: %w", errBrokenAnswer, err)
 		}
+		if len(ev.data) == 0 {
+			// A priming event (an id, maybe a retry, empty data), which
+			// 2025-11-25 servers open their answers with, or a keep-alive:
+			// no message, as the SDK clients read it.
+			continue
+		}
 		found, err := s.relayPayload(ctx, ev.data, to)
 		if err != nil || found {
 			return err

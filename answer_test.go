@@ -1,0 +1,36 @@
+package mcpsse
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+)
+
+// TestPrimingEventIsNoMessage relays an answer stream the way 2025-11-25
+// servers with an event store write it (the TypeScript SDK's, the
+// reference server's): a priming event with an id, a retry and empty data,
+// then the response. The priming event is no message; the response is
+// relayed.
+func TestPrimingEventIsNoMessage(t *testing.T) {
+	t.Parallel()
+	store := newSessionStore("", &url.URL{Scheme: "http", Host: "127.0.0.1:1"}, "", &settings{logger: zap.NewNop()})
+	defer store.upstream.close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sess := &session{tag: "t", store: store, events: make(chan []byte, 4), ctx: ctx, cancel: cancel}
+	const response = `{"jsonrpc":"2.0","id":7,"result":{}}`
+	body := "id: 1_0\nretry: 3000\ndata: \n\nid: 1_1\nevent: message\ndata: " + response + "\n\n"
+	if err := sess.relayEvents(ctx, strings.NewReader(body), answerTo{id: json.RawMessage("7")}); err != nil {
+		t.Fatalf("relaying a primed answer: %v", err)
+	}
+	if n := len(sess.events); n != 1 {
+		t.Fatalf("%d messages queued, want the response alone", n)
+	}
+	if got := string(<-sess.events); got != response {
+		t.Errorf("queued %s, want %s", got, response)
+	}
+}
