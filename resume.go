@@ -217,15 +217,13 @@ func (s *session) sentAfter(seq uint64) []sentEvent {
 
 // markDelivered records that the event seq was written to a stream
 // without error. An event whose write failed stays undelivered, so that a
-// stream re-attaching without a Last-Event-ID gets it again.
+// stream re-attaching without a Last-Event-ID gets it again. Only the
+// attached stream calls it, and streams attach one after the other, so a
+// load and a store make the maximum.
 func (s *session) markDelivered(seq uint64) {
-	s.mu.Lock()
-	s.delivered = max(s.delivered, seq)
-	s.mu.Unlock()
+	if seq > s.delivered.Load() {
+		s.delivered.Store(seq)
+	}
 }
 
-func (s *session) deliveredSeq() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.delivered
-}
+func (s *session) deliveredSeq() uint64 { return s.delivered.Load() }

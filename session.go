@@ -50,6 +50,8 @@ type session struct {
 	// sent counts the messages written to the client's stream; received
 	// those the client posted.
 	sent, received atomic.Uint64
+	// delivered is the last event written to a stream without error.
+	delivered atomic.Uint64
 	// attached is set while a client's stream serves the session.
 	attached atomic.Bool
 
@@ -90,7 +92,6 @@ type session struct {
 	expiry      *time.Timer   // ends the session while no stream is attached
 	recent      []sentEvent   // the last events written, for a replay
 	recentBytes int           // the size of their data
-	delivered   uint64        // the last event written to a stream without error
 	initParams  []byte        // the params of the client's initialize
 	initSeen    bool          // a client initialize was forwarded, or one made for it
 }
