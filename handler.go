@@ -33,21 +33,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if path != h.streamPath && path != h.messagePath {
 		return next.ServeHTTP(w, r)
 	}
+	// Every answer of the endpoints varies by Origin, refusals included,
+	// so that no cache hands one origin's answer to another.
+	w.Header().Add("Vary", "Origin")
 	if !h.originAllowed(r) {
 		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("origin %q not allowed", r.Header.Get("Origin")))
 	}
+	endpoint, method, serve := "message", http.MethodPost, h.serveMessage
 	if path == h.streamPath {
-		if r.Method != http.MethodGet {
-			w.Header().Set("Allow", http.MethodGet)
-			return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("%s not allowed on the stream endpoint", r.Method))
-		}
-		return h.serveStream(w, r)
+		endpoint, method, serve = "stream", http.MethodGet, h.serveStream
 	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("%s not allowed on the message endpoint", r.Method))
+	allowOrigin(w, r)
+	switch {
+	case isPreflight(r):
+		return answerPreflight(w, r, method)
+	case r.Method != method:
+		w.Header().Set("Allow", method)
+		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("%s not allowed on the %s endpoint", r.Method, endpoint))
 	}
-	return h.serveMessage(w, r)
+	return serve(w, r)
 }
 
 // serveStream opens a session, or re-attaches to one the client had, and
@@ -154,28 +158,6 @@ func setSessionPlaceholder(r *http.Request, id string) {
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set(sessionPlaceholder, id)
 	}
-}
-
-// originAllowed reports whether r may use the endpoints: it carries no
-// Origin header, or its own origin, or one of AllowedOrigins.
-func (h *Handler) originAllowed(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	scheme := "https"
-	if r.TLS == nil {
-		scheme = "http"
-	}
-	if strings.EqualFold(origin, scheme+"://"+r.Host) {
-		return true
-	}
-	for _, allowed := range h.AllowedOrigins {
-		if strings.EqualFold(origin, allowed) {
-			return true
-		}
-	}
-	return false
 }
 
 // writeRPCError answers with status and a JSON-RPC error body for the

@@ -105,7 +105,9 @@ type Handler struct {
 	// Origins (scheme://host[:port]) allowed to use the endpoints besides
 	// the request's own. A request whose Origin header is neither gets 403,
 	// which guards browsers against DNS rebinding; requests without Origin
-	// (non-browser clients) are allowed. Default: none.
+	// (non-browser clients) are allowed. Pages on an allowed origin get
+	// CORS answers: preflights, and Access-Control-Allow-Origin on the
+	// stream and on every answer. Default: none.
 	AllowedOrigins []string `json:"allowed_origins,omitempty"`
 
 	// How long a client may take to accept an event. A client that does
