@@ -45,7 +45,17 @@ func (s *session) relayAnswer(ctx context.Context, resp *http.Response, m messag
 			return fmt.Errorf("%w: an answer over %d bytes", errNotMCP, maxUpstreamMessage)
 		}
 		found, err := s.relayPayload(ctx, body, to)
-		if err == nil && to.id != nil && !found {
+		switch {
+		case to.id == nil && errors.Is(err, errNotMCP):
+			// A notification or response has no answer to wait for
+			// (202 without a body, as the specification has it); a body
+			// that is no message is none, and must not stop the session,
+			// which a failed notifications/initialized would.
+			if c := s.store.logger().Check(zapcore.DebugLevel, "upstream answered a notification or response with a body that is not MCP"); c != nil {
+				c.Write(zap.String("session", s.tag), zap.String("method", m.method), zap.Error(err))
+			}
+			return nil
+		case err == nil && to.id != nil && !found:
 			err = errNoResponse
 		}
 		return err

@@ -11,11 +11,14 @@ import (
 // exchange POSTs m upstream under ctx and relays the answer. written runs
 // once m has been written upstream; for initialize only once its response
 // is in, since every later message needs the session ID and protocol
-// version it brings.
+// version it brings; for notifications/initialized only once the
+// upstream's GET stream is open, so that a message the upstream sends on
+// it during the next request is not lost.
 func (s *session) exchange(ctx context.Context, m message, header http.Header, written func(), cfg *settings) error {
 	initialize := m.kind == kindRequest && m.method == "initialize"
+	initialized := m.kind == kindNotification && m.method == "notifications/initialized"
 	onWritten := written
-	if initialize {
+	if initialize || initialized {
 		onWritten = nil
 	}
 	header.Set("Content-Type", "application/json")
@@ -61,14 +64,29 @@ func (s *session) exchange(ctx context.Context, m message, header http.Header, w
 	if err := s.relayAnswer(ctx, resp, m, onResponse); err != nil {
 		return err
 	}
-	if m.kind == kindNotification && m.method == "notifications/initialized" {
+	if initialized {
 		s.markInitialized(ctx)
 	}
 	// Every exchange that went through may reopen a GET stream the
 	// upstream refused before, now with the client's newer credentials.
-	s.listen(ctx)
+	if run := s.listen(ctx); run != nil && initialized {
+		t := time.NewTimer(maxListenOpenWait)
+		select {
+		case <-run.opened:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		written()
+	}
 	return nil
 }
+
+// maxListenOpenWait bounds how long the message after
+// notifications/initialized waits for the upstream's GET stream to open:
+// servers answer its headers at once, and one that holds them back until
+// its first event must not hold up the session's first call for long.
+const maxListenOpenWait = time.Second
 
 // negotiatedVersion reads the protocol version from an initialize response.
 func negotiatedVersion(raw []byte) string {

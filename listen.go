@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -16,11 +17,20 @@ const listenBackoffMax = 30 * time.Second
 
 // listenRefusal is why the upstream GET stream of an upstream session
 // stopped for good: the upstream refused it, for the credential cred if
-// forCredential, or whatever the client sends.
+// forCredential, or whatever the client sends. An upstream session that
+// the gateway initialized again after the upstream forgot it has another
+// sessionID, and may have its GET stream again.
 type listenRefusal struct {
 	upstream      context.Context
+	sessionID     string
 	forCredential bool
 	cred          string
+}
+
+// refuses reports whether r still holds for the upstream session of ctx,
+// with the session's current ID and credential. Callers hold s.mu.
+func (r listenRefusal) refuses(s *session, ctx context.Context) bool {
+	return r.upstream == ctx && r.sessionID == s.upstreamID && (!r.forCredential || r.cred == credential(s.header))
 }
 
 // credential is what a client authenticates with upstream.
@@ -44,27 +54,34 @@ func (s *session) markInitialized(ctx context.Context) {
 // upstream session lives. It starts once the session is initialized, and
 // again after the upstream refused it for a credential the client has since
 // replaced; never when the handler's config turns the stream off.
-func (s *session) listen(ctx context.Context) {
+func (s *session) listen(ctx context.Context) *listenRun {
 	if !s.store.settings().upstreamStream {
-		return
+		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.initialized || s.upstream != ctx || s.reason != "" || (s.listening != nil && s.listening.upstream == ctx) {
-		return
+		return nil
 	}
-	if r := s.refused; r.upstream == ctx && (!r.forCredential || r.cred == credential(s.header)) {
-		return
+	if s.refused.refuses(s, ctx) {
+		return nil
 	}
-	run := &listenRun{upstream: ctx}
+	run := &listenRun{upstream: ctx, opened: make(chan struct{})}
 	s.listening = run
 	go s.relayListenStream(run)
+	return run
 }
 
 // listenRun is one goroutine's relay of the upstream GET stream.
 type listenRun struct {
 	upstream context.Context
+	// opened is closed once the first GET has its answer's headers, or
+	// has failed: from then on the upstream can send on the stream.
+	opened   chan struct{}
+	openOnce sync.Once
 }
+
+func (r *listenRun) markOpened() { r.openOnce.Do(func() { close(r.opened) }) }
 
 // relayListenStream opens the upstream's GET stream and opens it again
 // after it breaks, waiting longer each time, until ctx ends or the
@@ -74,10 +91,11 @@ type listenRun struct {
 func (s *session) relayListenStream(run *listenRun) {
 	ctx := run.upstream
 	defer s.stopListening(run, nil)
+	defer run.markOpened()
 	backoff := time.Second
 	failing := false
 	for {
-		retry, cred, err := s.listenOnce(ctx)
+		retry, sent, err := s.listenOnce(ctx, run.markOpened)
 		if ctx.Err() != nil {
 			return
 		}
@@ -85,9 +103,9 @@ func (s *session) relayListenStream(run *listenRun) {
 			countUpstreamError(err)
 		}
 		if !retry {
-			refused := listenRefusal{upstream: ctx}
+			refused := listenRefusal{upstream: ctx, sessionID: sent.Get(headerSessionID), cred: credential(sent)}
 			if se, ok := errors.AsType[*statusError](err); ok && (se.code == http.StatusUnauthorized || se.code == http.StatusForbidden) {
-				refused.forCredential, refused.cred = true, cred
+				refused.forCredential = true
 			}
 			if !s.stopListening(run, &refused) {
 				continue // the client sent a newer credential meanwhile
@@ -122,7 +140,8 @@ func (s *session) relayListenStream(run *listenRun) {
 
 // stopListening records that run stops, refused for good if refused is
 // set, and reports whether it does: a stream refused for a credential that
-// the client has replaced since goes on, with the newer one.
+// the client has replaced since, or for an upstream session initialized
+// again since, goes on.
 func (s *session) stopListening(run *listenRun, refused *listenRefusal) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -130,7 +149,7 @@ func (s *session) stopListening(run *listenRun, refused *listenRefusal) bool {
 		return true
 	}
 	if refused != nil {
-		if refused.forCredential && refused.cred != credential(s.header) {
+		if !refused.refuses(s, run.upstream) {
 			return false
 		}
 		s.refused = *refused
@@ -140,28 +159,29 @@ func (s *session) stopListening(run *listenRun, refused *listenRefusal) bool {
 }
 
 // listenOnce relays one GET stream and reports whether to open it again,
-// and the credential it sent.
-func (s *session) listenOnce(ctx context.Context) (retry bool, cred string, err error) {
-	header := s.currentHeader()
+// and the headers it sent. answered runs once the GET has its answer's
+// headers, or has failed.
+func (s *session) listenOnce(ctx context.Context, answered func()) (retry bool, header http.Header, err error) {
+	header = s.currentHeader()
 	header.Set("Accept", "text/event-stream")
-	cred = credential(header)
 	up := s.store.upstream
 	req, err := up.newRequest(ctx, http.MethodGet, nil, header, nil)
 	if err != nil {
-		return false, cred, err
+		return false, header, err
 	}
 	resp, err := up.do(req, s.store.settings().upstreamTimeout)
+	answered()
 	if err != nil {
-		return true, cred, err
+		return true, header, err
 	}
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusMethodNotAllowed:
-		return false, cred, nil // the upstream offers no such stream
+		return false, header, nil // the upstream offers no such stream
 	case resp.StatusCode/100 == 4:
-		return false, cred, checkStatus(resp)
+		return false, header, checkStatus(resp)
 	case resp.StatusCode/100 != 2:
-		return true, cred, checkStatus(resp)
+		return true, header, checkStatus(resp)
 	}
-	return true, cred, s.relayEvents(ctx, resp.Body, answerTo{})
+	return true, header, s.relayEvents(ctx, resp.Body, answerTo{})
 }

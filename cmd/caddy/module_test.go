@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -10,9 +11,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -177,6 +180,72 @@ func TestMessagesNotTiedToARequestArrive(t *testing.T) {
 	}
 	if _, err := cs.CallTool(bounded(t), &mcp.CallToolParams{Name: "late"}); err != nil {
 		t.Errorf("calling the announced tool: %v", err)
+	}
+}
+
+// TestGetStreamOpensBeforeTheNextRequest runs an upstream that is slow to
+// answer its GET stream, and a client that calls a tool right after
+// notifications/initialized: the call reaches the upstream only once the
+// GET stream is open, so a request the upstream sends on it during the
+// call has a way to the client.
+func TestGetStreamOpensBeforeTheNextRequest(t *testing.T) {
+	up := newTestUpstream(t)
+	var open atomic.Bool
+	gate := func(_ http.ResponseWriter, r *http.Request) *http.Request {
+		if r.Method == http.MethodGet {
+			time.Sleep(300 * time.Millisecond) // the upstream's own slowness, not the test's
+			open.Store(true)
+		}
+		return r
+	}
+	up.gate.Store(&gate)
+	up.answerCalls("get_open", func(w http.ResponseWriter, r *http.Request) {
+		var call struct {
+			ID json.RawMessage `json:"id"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&call)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"%v"}]}}`, call.ID, open.Load())
+	})
+	loadCaddyfile(t, gatewaySite(up.URL, ""))
+	stream := openRaw(t, nil, gatewayURL+"/sse", nil)
+	if err := stream.initialize(http.DefaultClient, gatewayURL); err != nil {
+		t.Fatal(err)
+	}
+	stream.post(t, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	stream.post(t, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_open"}}`)
+	ev, err := stream.nextMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(ev.data), `"text":"true"`) {
+		t.Errorf("the call reached the upstream before its GET stream was open: %s", ev.data)
+	}
+}
+
+// TestOddAnswerToInitializedStillOpensGetStream runs an upstream that
+// answers notifications/initialized with 200 and a JSON body that is no
+// message: the session still gets the upstream's GET stream.
+func TestOddAnswerToInitializedStillOpensGetStream(t *testing.T) {
+	up := newTestUpstream(t)
+	odd := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if !bytes.Contains(body, []byte(`"notifications/initialized"`)) {
+			up.handler.ServeHTTP(w, r)
+			return
+		}
+		up.handler.ServeHTTP(httptest.NewRecorder(), r) // the server is initialized all the same
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"jsonrpc":"2.0","result":{}}`)
+	})
+	up.posts.Store(&odd)
+	loadCaddyfile(t, gatewaySite(up.URL, ""))
+	connect(t, gatewayURL+"/sse", nil, nil)
+	select {
+	case <-up.listened:
+	case <-bounded(t).Done():
+		t.Fatal("the gateway never opened the upstream's GET stream")
 	}
 }
 

@@ -132,7 +132,7 @@ func TestFailingUpstreamAnswersTheRequest(t *testing.T) {
 			up := newTestUpstream(t)
 			up.answerCalls("broken", tt.fail)
 			logs, globals := newCaddyLog(t, "WARN", "http.handlers.mcp_sse")
-			loadCaddyfileWith(t, globals, gatewaySite(up.URL, "upstream_timeout 300ms\n\t\tping_interval 50ms"))
+			loadCaddyfileWith(t, globals, gatewaySite(up.URL, "upstream_timeout 1s\n\t\tping_interval 50ms"))
 			stream := openRaw(t, nil, gatewayURL+"/sse", nil)
 			if err := stream.initialize(http.DefaultClient, gatewayURL); err != nil {
 				t.Fatal(err)
