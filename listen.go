@@ -53,7 +53,9 @@ func (s *session) markInitialized(ctx context.Context) {
 // which carries the messages not tied to a request, for as long as that
 // upstream session lives. It starts once the session is initialized, and
 // again after the upstream refused it for a credential the client has since
-// replaced; never when the handler's config turns the stream off.
+// replaced or for an upstream session initialized again since; never when
+// the handler's config turns the stream off. It returns the relay it
+// started, or nil.
 func (s *session) listen(ctx context.Context) *listenRun {
 	if !s.store.settings().upstreamStream {
 		return nil
