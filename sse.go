@@ -73,7 +73,11 @@ type sseReader struct {
 	scanned int  // bytes of buf[start:] known to hold no line end
 	skipLF  bool // the last line ended in CR: a LF right after it belongs to it
 	eof     bool
+	started bool // the first line, which may open with a byte order mark, was read
 }
+
+// byteOrderMark may open a stream, and is not part of its first line.
+var byteOrderMark = []byte("\ufeff")
 
 func newSSEReader(r io.Reader, maxSize int) *sseReader {
 	return &sseReader{r: r, maxSize: maxSize}
@@ -94,6 +98,10 @@ func (s *sseReader) next() (sseEvent, error) {
 				err = io.ErrUnexpectedEOF
 			}
 			return sseEvent{}, err
+		}
+		if !s.started {
+			s.started = true
+			line = bytes.TrimPrefix(line, byteOrderMark)
 		}
 		size += len(line) + 1
 		if size > s.maxSize {

@@ -22,6 +22,10 @@ func TestSSEReader(t *testing.T) {
 		{"no space after colon", "data:x\n\n", []string{"x"}},
 		{"event without data is skipped", "event: message\n\ndata: y\n\n", []string{"y"}},
 		{"unterminated last event dropped", "data: a\n\ndata: b", []string{"a"}},
+		{"byte order mark at the start skipped", "\ufeffdata: a\n\n", []string{"a"}},
+		{"byte order mark later is part of the line", "data: a\n\n\ufeffdata: b\n\n", []string{"a"}},
+		{"data without colon is an empty line of data", "data\ndata: b\n\n", []string{"\nb"}},
+		{"priming event: id and retry with empty data", "id: 1\nretry: 3000\ndata: \n\ndata: m\n\n", []string{"", "m"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
