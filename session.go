@@ -172,9 +172,15 @@ func (s *session) end(ctx context.Context, reason string) error {
 // endAlone ends the session by itself, not with every session of its
 // store, logging a DELETE that failed.
 func (s *session) endAlone(reason string) {
+	s.deleteAlone(func(ctx context.Context) error { return s.end(ctx, reason) })
+}
+
+// deleteAlone runs del, which deletes an upstream session, within
+// upstreamDeleteTimeout, and logs its failure.
+func (s *session) deleteAlone(del func(context.Context) error) {
 	ctx, cancel := context.WithTimeout(context.Background(), upstreamDeleteTimeout)
 	defer cancel()
-	if err := s.end(ctx, reason); err != nil {
+	if err := del(ctx); err != nil {
 		s.store.logger().Warn("deleting upstream session", zap.String("session", s.tag), zap.Error(err))
 	}
 }
@@ -228,13 +234,7 @@ func (s *session) setUpstreamSession(ctx context.Context, id string) {
 // deleteInBackground deletes an upstream session that nothing else will,
 // within upstreamDeleteTimeout.
 func (s *session) deleteInBackground(id string) {
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), upstreamDeleteTimeout)
-		defer cancel()
-		if err := s.deleteUpstream(ctx, id); err != nil {
-			s.store.logger().Warn("deleting upstream session", zap.String("session", s.tag), zap.Error(err))
-		}
-	}()
+	go s.deleteAlone(func(ctx context.Context) error { return s.deleteUpstream(ctx, id) })
 }
 
 // setHeader records the client's headers of its latest request, as they
