@@ -21,7 +21,7 @@ const maxUpstreamMessage = 64 << 20
 // message by message in the order the upstream sent them. For a request it
 // returns an error unless the response to it came through; onResponse, if
 // set, sees that response before the client does.
-func (s *session) relayAnswer(ctx context.Context, resp *http.Response, m message, onResponse func(message)) error {
+func (s *session) relayAnswer(ctx context.Context, resp *http.Response, m message, onResponse func(message), cfg *settings) error {
 	if err := checkStatus(resp); err != nil {
 		if m.kind == kindRequest && s.relayErrorBody(ctx, resp, m) {
 			return nil
@@ -35,7 +35,7 @@ func (s *session) relayAnswer(ctx context.Context, resp *http.Response, m messag
 	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	switch mediaType {
 	case "text/event-stream":
-		return s.relayEvents(ctx, resp.Body, to)
+		return s.relayAnswerEvents(ctx, resp.Body, to, cfg)
 	case "application/json":
 		body, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamMessage+1))
 		if err != nil {
@@ -98,11 +98,10 @@ type answerTo struct {
 	onResponse func(message)
 }
 
-// relayEvents relays the messages of an upstream event stream. For a
-// request it returns once the response came through, and an error if the
-// stream ends before; else it relays until the stream ends.
-func (s *session) relayEvents(ctx context.Context, body io.Reader, to answerTo) error {
-	events := newSSEReader(body, maxUpstreamMessage)
+// relayEvents relays the messages of one body of an upstream event stream.
+// For a request it returns once the response came through, and an error if
+// the body ends before; else it relays until the body ends.
+func (s *session) relayEvents(ctx context.Context, events *sseReader, to answerTo) error {
 	for {
 		ev, err := events.next()
 		if err != nil {

@@ -24,7 +24,7 @@ func TestPrimingEventIsNoMessage(t *testing.T) {
 	sess := &session{tag: "t", store: store, events: make(chan []byte, 4), ctx: ctx, cancel: cancel}
 	const response = `{"jsonrpc":"2.0","id":7,"result":{}}`
 	body := "id: 1_0\nretry: 3000\ndata: \n\nid: 1_1\nevent: message\ndata: " + response + "\n\n"
-	if err := sess.relayEvents(ctx, strings.NewReader(body), answerTo{id: json.RawMessage("7")}); err != nil {
+	if err := sess.relayAnswerEvents(ctx, strings.NewReader(body), answerTo{id: json.RawMessage("7")}, store.settings()); err != nil {
 		t.Fatalf("relaying a primed answer: %v", err)
 	}
 	if n := len(sess.events); n != 1 {

@@ -174,7 +174,7 @@ func BenchmarkParseMessages(b *testing.B) {
 }
 
 // BenchmarkSSEReader reads an upstream's answer to a POST: one message
-// event, with a new reader each time, as relayEvents makes one per answer.
+// event, with a new reader each time, as relayAnswerEvents makes one per answer.
 func BenchmarkSSEReader(b *testing.B) {
 	for _, tc := range benchMessages {
 		b.Run(tc.name, func(b *testing.B) {
@@ -244,7 +244,7 @@ func BenchmarkRelayEvents(b *testing.B) {
 			body := benchUpstreamEvent(tc.raw)
 			r := bytes.NewReader(body)
 			to := answerTo{id: json.RawMessage("7")}
-			if err := sess.relayEvents(sess.ctx, r, to); err != nil {
+			if err := sess.relayAnswerEvents(sess.ctx, r, to, sess.store.settings()); err != nil {
 				b.Fatal(err)
 			}
 			if got := <-sess.events; string(got) != tc.raw {
@@ -254,7 +254,7 @@ func BenchmarkRelayEvents(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				r.Reset(body)
-				_ = sess.relayEvents(sess.ctx, r, to)
+				_ = sess.relayAnswerEvents(sess.ctx, r, to, sess.store.settings())
 				<-sess.events
 			}
 		})

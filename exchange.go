@@ -61,7 +61,7 @@ func (s *session) exchange(ctx context.Context, m message, header http.Header, w
 			written()
 		}
 	}
-	if err := s.relayAnswer(ctx, resp, m, onResponse); err != nil {
+	if err := s.relayAnswer(ctx, resp, m, onResponse, cfg); err != nil {
 		return err
 	}
 	if initialized {

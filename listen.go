@@ -77,6 +77,10 @@ func (s *session) listen(ctx context.Context) *listenRun {
 // listenRun is one goroutine's relay of the upstream GET stream.
 type listenRun struct {
 	upstream context.Context
+	// events reads the stream; it keeps the last event ID, which each
+	// reopening resumes the stream from, and the upstream's retry. Only
+	// the relay's goroutine uses it.
+	events *sseReader
 	// opened is closed once the first GET has its answer's headers, or
 	// has failed: from then on the upstream can send on the stream.
 	opened   chan struct{}
@@ -97,7 +101,7 @@ func (s *session) relayListenStream(run *listenRun) {
 	backoff := time.Second
 	failing := false
 	for {
-		retry, sent, err := s.listenOnce(ctx, run.markOpened)
+		retry, sent, err := s.listenOnce(ctx, run)
 		if ctx.Err() != nil {
 			return
 		}
@@ -125,13 +129,13 @@ func (s *session) relayListenStream(run *listenRun) {
 			s.store.logger().Warn("upstream GET stream failed; retrying", zap.String("session", s.tag), zap.Error(err))
 		}
 		if c := s.store.logger().Check(zapcore.DebugLevel, "upstream GET stream ended"); c != nil {
-			c.Write(zap.String("session", s.tag), zap.Error(err), zap.Duration("retry_in", backoff))
+			c.Write(zap.String("session", s.tag), zap.Error(err))
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		wait := backoff
+		if !failing && run.events != nil && run.events.retry >= 0 {
+			wait = resumeDelay(run.events.retry) // the upstream asked for this
+		}
+		if !sleepCtx(ctx, wait) {
 			return
 		}
 		if failing {
@@ -160,19 +164,18 @@ func (s *session) stopListening(run *listenRun, refused *listenRefusal) bool {
 	return true
 }
 
-// listenOnce relays one GET stream and reports whether to open it again,
-// and the headers it sent. answered runs once the GET has its answer's
-// headers, or has failed.
-func (s *session) listenOnce(ctx context.Context, answered func()) (retry bool, header http.Header, err error) {
-	header = s.currentHeader()
-	header.Set("Accept", "text/event-stream")
-	up := s.store.upstream
-	req, err := up.newRequest(ctx, http.MethodGet, nil, header, nil)
-	if err != nil {
-		return false, header, err
+// listenOnce relays one GET stream, resuming it after the last event the
+// run had, and reports whether to open it again, and the headers it sent.
+// The run is marked opened once the GET has its answer's headers, or has
+// failed.
+func (s *session) listenOnce(ctx context.Context, run *listenRun) (retry bool, header http.Header, err error) {
+	lastID := ""
+	if run.events != nil {
+		lastID = run.events.lastID
 	}
-	resp, err := up.do(req, s.store.settings().upstreamTimeout)
-	answered()
+	header = s.eventStreamHeader(lastID)
+	resp, err := s.getEventStream(ctx, header, s.store.settings().upstreamTimeout)
+	run.markOpened()
 	if err != nil {
 		return true, header, err
 	}
@@ -185,5 +188,10 @@ func (s *session) listenOnce(ctx context.Context, answered func()) (retry bool, 
 	case resp.StatusCode/100 != 2:
 		return true, header, checkStatus(resp)
 	}
-	return true, header, s.relayEvents(ctx, resp.Body, answerTo{})
+	if run.events == nil {
+		run.events = newSSEReader(resp.Body, maxUpstreamMessage)
+	} else {
+		run.events.resumeWith(resp.Body)
+	}
+	return true, header, s.relayEvents(ctx, run.events, answerTo{})
 }

@@ -19,6 +19,7 @@ var metrics = struct {
 	upstreamDuration *prometheus.HistogramVec
 	upstreamErrors   *prometheus.CounterVec
 	resumed          prometheus.Counter
+	upstreamResumes  prometheus.Counter
 	healed           *prometheus.CounterVec
 }{
 	sessionsActive: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -46,6 +47,10 @@ var metrics = struct {
 		Namespace: "caddy", Subsystem: "mcp_sse", Name: "sessions_resumed_total",
 		Help: "Streams that re-attached to a session the client had.",
 	}),
+	upstreamResumes: prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "mcp_sse", Name: "upstream_answers_resumed_total",
+		Help: "Upstream answer streams that broke off, or ended before their response, and were resumed with Last-Event-ID.",
+	}),
 	healed: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "mcp_sse", Name: "sessions_healed_total",
 		Help: "Upstream sessions the gateway initialized, or started over, for a client: for a session that began without initialize (new_session), after the upstream forgot one (upstream_forgot), or when the client of an initialized session initialized again (client_restarted).",
@@ -72,6 +77,7 @@ func registerMetrics(registry *prometheus.Registry) error {
 		metrics.upstreamDuration,
 		metrics.upstreamErrors,
 		metrics.resumed,
+		metrics.upstreamResumes,
 		metrics.healed,
 	} {
 		err := registry.Register(c)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 )
 
 // pingComment is the keep-alive: an SSE comment, which every client ignores.
@@ -52,7 +53,9 @@ func eventData(compact []byte) []byte {
 	return bytes.ReplaceAll(out, paragraphSeparator, []byte(`\u2029`))
 }
 
-// sseEvent is one event read from an upstream stream.
+// sseEvent is one event read from an upstream stream. Its id is the
+// stream's last event ID when it came, as an EventSource has it: set by
+// the latest id field, this event's or an earlier one's.
 type sseEvent struct {
 	name string
 	id   string
@@ -64,8 +67,17 @@ var errEventTooLarge = errors.New("event too large")
 
 // sseReader reads events from a text/event-stream body as the SSE
 // specification parses them: lines end in CRLF, LF or CR; data lines join
-// with LF; comments and unknown fields are skipped.
+// with LF; comments and unknown fields are skipped. Like an EventSource, it
+// keeps the last event ID and the reconnection time the stream set, also
+// across the bodies of a resumed stream (see resumeWith).
 type sseReader struct {
+	// lastID is the latest id field's value: what Last-Event-ID resumes
+	// the stream from. An id with a NUL in it is ignored.
+	lastID string
+	// retry is the reconnection time the stream's latest valid retry
+	// field set, or -1 if none did.
+	retry time.Duration
+
 	r       io.Reader
 	maxSize int
 	buf     []byte // unread bytes are buf[start:]
@@ -80,7 +92,13 @@ type sseReader struct {
 var byteOrderMark = []byte("\ufeff")
 
 func newSSEReader(r io.Reader, maxSize int) *sseReader {
-	return &sseReader{r: r, maxSize: maxSize}
+	return &sseReader{r: r, maxSize: maxSize, retry: -1}
+}
+
+// resumeWith goes on reading from r, the body of the request that resumed
+// the stream, keeping the last event ID and reconnection time.
+func (s *sseReader) resumeWith(r io.Reader) {
+	*s = sseReader{lastID: s.lastID, retry: s.retry, r: r, maxSize: s.maxSize}
 }
 
 // next returns the next event with data. At the end of the body it
@@ -109,7 +127,7 @@ func (s *sseReader) next() (sseEvent, error) {
 		}
 		if len(line) == 0 {
 			if hasData {
-				ev.data = data
+				ev.id, ev.data = s.lastID, data
 				return ev, nil
 			}
 			ev, size = sseEvent{}, 0
@@ -130,9 +148,26 @@ func (s *sseReader) next() (sseEvent, error) {
 		case "event":
 			ev.name = string(value)
 		case "id":
-			ev.id = string(value)
+			if bytes.IndexByte(value, 0) < 0 {
+				s.lastID = string(value)
+			}
+		case "retry":
+			if ms, err := strconv.ParseUint(string(value), 10, 32); err == nil && isDigits(value) {
+				s.retry = time.Duration(ms) * time.Millisecond
+			}
 		}
 	}
+}
+
+// isDigits reports whether b is one or more ASCII digits, the only retry
+// values the specification takes.
+func isDigits(b []byte) bool {
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return len(b) > 0
 }
 
 // readLine returns the next line without its terminator. The slice is

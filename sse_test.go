@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestSSEReader(t *testing.T) {
@@ -70,5 +71,36 @@ func TestEventData(t *testing.T) {
 	want := `{"jsonrpc":"2.0","method":"m","params":{"text":"line\nbreak \u2028 sep \u2029 \r\n\n\ndata: x"}}`
 	if string(got) != want {
 		t.Errorf("got %s, want %s", got, want)
+	}
+}
+
+// The reader keeps the last event ID and the retry as an EventSource does:
+// an id without data still sets it, an id with NUL does not, a retry that
+// is not all digits is ignored, and a resumed stream keeps both.
+func TestSSEReaderLastEventIDAndRetry(t *testing.T) {
+	t.Parallel()
+	r := newSSEReader(strings.NewReader("id: 1\nretry: 250\ndata: \n\nretry: 1e3\ndata: a\n\nid: x\x00y\ndata: b\n\nid: 2\n\n"), 1<<20)
+	for _, want := range []struct{ id, data string }{{"1", ""}, {"1", "a"}, {"1", "b"}} {
+		ev, err := r.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.id != want.id || string(ev.data) != want.data {
+			t.Errorf("event id %q data %q, want id %q data %q", ev.id, ev.data, want.id, want.data)
+		}
+	}
+	if _, err := r.next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the last event: %v", err)
+	}
+	if r.lastID != "2" || r.retry != 250*time.Millisecond {
+		t.Fatalf("last event ID %q, retry %v; want 2 and 250ms", r.lastID, r.retry)
+	}
+	r.resumeWith(strings.NewReader("\ufeffdata: c\n\n"))
+	ev, err := r.next()
+	if err != nil || ev.id != "2" || string(ev.data) != "c" || r.retry != 250*time.Millisecond {
+		t.Errorf("resumed: event id %q data %q retry %v, err %v", ev.id, ev.data, r.retry, err)
+	}
+	if newSSEReader(strings.NewReader(""), 1).retry >= 0 {
+		t.Error("a new reader has a retry the stream never set")
 	}
 }

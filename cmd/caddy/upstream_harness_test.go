@@ -54,16 +54,24 @@ type testUpstream struct {
 // newTestUpstream starts a test upstream that speaks HTTP/1.1 only.
 func newTestUpstream(t *testing.T) *testUpstream {
 	t.Helper()
-	return startTestUpstream(t, false)
+	return startTestUpstream(t, false, nil)
 }
 
 // newH2CTestUpstream starts a test upstream that also takes h2c.
 func newH2CTestUpstream(t *testing.T) *testUpstream {
 	t.Helper()
-	return startTestUpstream(t, true)
+	return startTestUpstream(t, true, nil)
 }
 
-func startTestUpstream(t *testing.T, h2c bool) *testUpstream {
+// newResumableTestUpstream starts a test upstream that keeps the events of
+// its streams, so that a client resumes a stream that broke off with
+// Last-Event-ID, and gives them IDs (for protocol 2025-11-25 on).
+func newResumableTestUpstream(t *testing.T) *testUpstream {
+	t.Helper()
+	return startTestUpstream(t, false, &mcp.StreamableHTTPOptions{EventStore: mcp.NewMemoryEventStore(nil)})
+}
+
+func startTestUpstream(t *testing.T, h2c bool, opts *mcp.StreamableHTTPOptions) *testUpstream {
 	t.Helper()
 	u := &testUpstream{
 		release:  make(chan struct{}),
@@ -82,7 +90,7 @@ func startTestUpstream(t *testing.T, h2c bool) *testUpstream {
 				return nil, nil, ctx.Err()
 			}
 		})
-	u.handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)
+	u.handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, opts)
 	u.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.mu.Lock()
 		if r.Method != "PRI" { // an HTTP/1.1 server hands the h2c probe to its handler
