@@ -219,6 +219,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return eventsApp.On("stopping", eventHandler(func() {
 		if caddy.Exiting() {
 			h.store.endAll(reasonShutdown)
+			// Nothing uses them again; an upstream shutting down too (one
+			// served by this Caddy, say) need not wait for their close.
+			h.store.upstream.transport.CloseIdleConnections()
 		}
 	}))
 }
