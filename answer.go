@@ -23,7 +23,8 @@ const maxUpstreamMessage = 64 << 20
 // set, sees that response before the client does.
 func (s *session) relayAnswer(ctx context.Context, resp *http.Response, m message, onResponse func(message), cfg *settings) error {
 	if err := checkStatus(resp); err != nil {
-		if m.kind == kindRequest && s.relayErrorBody(ctx, resp, m) {
+		// A refused credential is the client's to answer, by status.
+		if se := err.(*statusError); !se.refusesCredential() && m.kind == kindRequest && s.relayErrorBody(ctx, resp, m) {
 			return nil
 		}
 		return err

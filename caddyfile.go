@@ -34,6 +34,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		queue_size       <n>
 //		upstream_timeout <duration>
 //		upstream_stream  on|off
+//		public_url       <url>
 //	}
 //
 // Each subdirective may appear once. Unknown subdirectives are errors, not
@@ -74,6 +75,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Err(err.Error())
 			}
 			h.Upstream = d.Val()
+		case "public_url":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if _, err := parseHTTPURL("public_url", d.Val()); err != nil {
+				return d.Err(err.Error())
+			}
+			h.PublicURL = d.Val()
 		case "prefix":
 			if !d.NextArg() {
 				return d.ArgErr()

@@ -3,18 +3,20 @@ package mcpsse
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
 )
 
-// exchange POSTs m upstream under ctx and relays the answer. written runs
+// exchange POSTs m upstream under ctx and relays the answer; v learns the
+// status the upstream answered with. written runs
 // once m has been written upstream; for initialize only once its response
 // is in, since every later message needs the session ID and protocol
 // version it brings; for notifications/initialized only once the
 // upstream's GET stream is open, so that a message the upstream sends on
 // it during the next request is not lost.
-func (s *session) exchange(ctx context.Context, m message, header http.Header, written func(), cfg *settings) error {
+func (s *session) exchange(ctx context.Context, m message, header http.Header, written func(), cfg *settings, v *verdict) error {
 	initialize := m.kind == kindRequest && m.method == "initialize"
 	initialized := m.kind == kindNotification && m.method == "notifications/initialized"
 	onWritten := written
@@ -48,6 +50,10 @@ func (s *session) exchange(ctx context.Context, m message, header http.Header, w
 		return err
 	}
 	defer resp.Body.Close()
+	if se, ok := errors.AsType[*statusError](checkStatus(resp)); ok && se.refusesCredential() {
+		v.give(se)
+	}
+	v.give(nil)
 
 	if initialize && resp.StatusCode/100 == 2 {
 		if id := resp.Header.Get(headerSessionID); id != "" {

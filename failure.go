@@ -16,10 +16,18 @@ var (
 	errNoResponse    = errors.New("upstream answer ended without a response to the request")
 )
 
-// statusError is an upstream answer with a status other than 2xx.
+// statusError is an upstream answer with a status other than 2xx, with
+// its WWW-Authenticate challenge, if any.
 type statusError struct {
-	code   int
-	status string
+	code      int
+	status    string
+	challenge string
+}
+
+// refusesCredential reports whether the upstream refused the request's
+// credential: 401 (none, or not valid) or 403 (not enough).
+func (e *statusError) refusesCredential() bool {
+	return e.code == http.StatusUnauthorized || e.code == http.StatusForbidden
 }
 
 func (e *statusError) Error() string { return "upstream answered " + e.status }
@@ -48,5 +56,5 @@ func checkStatus(resp *http.Response) error {
 	if resp.StatusCode/100 == 2 {
 		return nil
 	}
-	return &statusError{code: resp.StatusCode, status: resp.Status}
+	return &statusError{code: resp.StatusCode, status: resp.Status, challenge: resp.Header.Get("WWW-Authenticate")}
 }

@@ -21,8 +21,9 @@ var errTooManyInFlight = errors.New("too many messages of this session are on th
 //
 // It forwards nothing and returns errUnknownSession once the session has
 // stopped, and errTooManyInFlight when msgs would take the session past
-// cfg.maxInFlight.
-func (s *session) forward(msgs []message, header http.Header, cfg *settings) error {
+// cfg.maxInFlight. verdicts, if set, learns how the upstream answered each
+// of msgs.
+func (s *session) forward(msgs []message, header http.Header, cfg *settings, verdicts *postVerdicts) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.reason != "" {
@@ -36,15 +37,19 @@ func (s *session) forward(msgs []message, header http.Header, cfg *settings) err
 		s.startOver()
 	}
 	for _, m := range s.heal(msgs) {
+		v := &verdict{}
 		if !m.quiet {
 			s.received.Add(1)
 			metrics.messages.WithLabelValues(toUpstream, m.kind.String()).Inc()
+			if verdicts != nil {
+				v = verdicts.verdict()
+			}
 		}
 		prev := s.lastSent
 		sent := make(chan struct{})
 		s.lastSent = sent
 		s.inFlight++
-		go s.relay(s.upstream, m, header.Clone(), prev, sent, cfg)
+		go s.relay(s.upstream, m, header.Clone(), prev, sent, cfg, v)
 	}
 	return nil
 }
@@ -52,10 +57,12 @@ func (s *session) forward(msgs []message, header http.Header, cfg *settings) err
 // relay forwards m once prev is closed, closes sent once m is on its way,
 // and relays the upstream's answer, all under ctx, the upstream session's.
 // A request the upstream cannot answer gets a JSON-RPC error response, so
-// the client never waits forever.
-func (s *session) relay(ctx context.Context, m message, header http.Header, prev <-chan struct{}, sent chan struct{}, cfg *settings) {
+// the client never waits forever, unless the POST that brought it answers
+// the upstream's refusal of the client's credential itself.
+func (s *session) relay(ctx context.Context, m message, header http.Header, prev <-chan struct{}, sent chan struct{}, cfg *settings, v *verdict) {
 	release := sync.OnceFunc(func() { close(sent) })
 	defer release()
+	defer v.give(nil)
 	defer func() {
 		s.mu.Lock()
 		s.inFlight--
@@ -66,9 +73,18 @@ func (s *session) relay(ctx context.Context, m message, header http.Header, prev
 	case <-ctx.Done():
 		return
 	}
-	err := s.exchange(ctx, m, header, release, cfg)
+	err := s.exchange(ctx, m, header, release, cfg, v)
 	if err == nil || ctx.Err() != nil {
 		return
+	}
+	if se, ok := errors.AsType[*statusError](err); ok && se.refusesCredential() {
+		s.store.guard.refused(se)
+		if m.quiet {
+			s.retryHeal(ctx)
+		}
+		if v.answered() {
+			return // the client's POST got the refusal
+		}
 	}
 	reason, public := countUpstreamError(err)
 	cfg.logger.Warn("upstream exchange failed",

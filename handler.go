@@ -30,6 +30,9 @@ var errUnknownSession = errors.New("unknown or ended session")
 // request to next.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	path := r.URL.Path
+	if h.isMetadataPath(path) {
+		return h.serveMetadata(w, r, next)
+	}
 	if path != h.streamPath && path != h.messagePath {
 		return next.ServeHTTP(w, r)
 	}
@@ -58,6 +61,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // serves its event stream until the client leaves, the stream's lifetime is
 // up, another stream takes the session over, or the session is ended.
 func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) error {
+	// A client without a credential the upstream takes learns it here,
+	// where clients start their authorization.
+	if se := h.store.guard.check(r.Context(), forwardedHeader(r), h.cfg.upstreamTimeout); se != nil {
+		return h.refuse(w, r, se)
+	}
 	sess, after, byEventID := h.store.resumable(r)
 	if sess == nil {
 		var err error
@@ -106,7 +114,9 @@ func endpointPath(r *http.Request, prefix string) string {
 
 // serveMessage takes a JSON-RPC message or batch for a session and answers
 // 202 once it is queued for the upstream; answers reach the session's
-// stream.
+// stream. For an upstream that requires authorization it answers once the
+// upstream's response headers to every message are in: with the upstream's
+// 401 or 403 if it refused the client's credential.
 func (h *Handler) serveMessage(w http.ResponseWriter, r *http.Request) error {
 	id := r.URL.Query().Get("sessionId")
 	if id == "" {
@@ -139,12 +149,21 @@ func (h *Handler) serveMessage(w http.ResponseWriter, r *http.Request) error {
 	if c := h.logger.Check(zapcore.DebugLevel, "message from client"); c != nil {
 		c.Write(zap.String("session", sess.tag), zap.Int("messages", len(msgs)))
 	}
-	switch err := sess.forward(msgs, forwardedHeader(r), h.cfg); {
+	var verdicts *postVerdicts
+	if h.store.guard.isProtected() {
+		verdicts = newPostVerdicts(len(msgs))
+	}
+	switch err := sess.forward(msgs, forwardedHeader(r), h.cfg, verdicts); {
 	case errors.Is(err, errTooManyInFlight):
 		w.Header().Set("Retry-After", retryAfterInFlight)
 		return writeRPCError(w, http.StatusTooManyRequests, codeServerBusy, err.Error(), soleRequestID(msgs))
 	case err != nil:
 		return caddyhttp.Error(http.StatusNotFound, err)
+	}
+	if verdicts != nil {
+		if se := verdicts.wait(r.Context()); se != nil {
+			return h.refuse(w, r, se)
+		}
 	}
 	w.WriteHeader(http.StatusAccepted)
 	return nil

@@ -76,6 +76,18 @@ func (s *session) heal(msgs []message) []message {
 	return msgs
 }
 
+// retryHeal lets the next message of the client heal the upstream session
+// of ctx again, after the upstream refused the initialize the gateway made
+// for it: the client will send its message again with a credential the
+// upstream takes.
+func (s *session) retryHeal(ctx context.Context) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.upstream == ctx && s.upstreamID == "" {
+		s.initSeen = false
+	}
+}
+
 // reinitialize initializes a new upstream session under ctx, with the
 // params the session was initialized with and the client's header, after
 // the upstream answered 404 for the session stale. Of the exchanges that
@@ -94,10 +106,10 @@ func (s *session) reinitialize(ctx context.Context, stale string, header http.He
 	}
 	metrics.healed.WithLabelValues("upstream_forgot").Inc()
 	noop := func() {}
-	if err := s.exchange(ctx, initializeMessage(params), header.Clone(), noop, cfg); err != nil {
+	if err := s.exchange(ctx, initializeMessage(params), header.Clone(), noop, cfg, &verdict{}); err != nil {
 		return err
 	}
-	return s.exchange(ctx, initializedMessage, header.Clone(), noop, cfg)
+	return s.exchange(ctx, initializedMessage, header.Clone(), noop, cfg, &verdict{})
 }
 
 // rememberInitialize keeps the initialize params of a client with an

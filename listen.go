@@ -110,8 +110,9 @@ func (s *session) relayListenStream(run *listenRun) {
 		}
 		if !retry {
 			refused := listenRefusal{upstream: ctx, sessionID: sent.Get(headerSessionID), cred: credential(sent)}
-			if se, ok := errors.AsType[*statusError](err); ok && (se.code == http.StatusUnauthorized || se.code == http.StatusForbidden) {
+			if se, ok := errors.AsType[*statusError](err); ok && se.refusesCredential() {
 				refused.forCredential = true
+				s.store.guard.refused(se)
 			}
 			if !s.stopListening(run, &refused) {
 				continue // the client sent a newer credential meanwhile

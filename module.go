@@ -132,6 +132,16 @@ type Handler struct {
 	// does not need it. Default: false, each session holds the stream.
 	DisableUpstreamStream bool `json:"disable_upstream_stream,omitempty"`
 
+	// The URL clients open the stream at (https://mcp.example.com/sse),
+	// for an upstream that requires authorization: it is the resource in
+	// the protected-resource metadata the handler serves, which clients
+	// get tokens for, and names that metadata in the handler's 401 and
+	// 403 answers. Set it when the gateway cannot tell that URL from the
+	// request, as behind a proxy that is not a trusted proxy of Caddy's.
+	// Default: the request's scheme and host, and the stream's path
+	// before any rewrite.
+	PublicURL string `json:"public_url,omitempty"`
+
 	upstreamURL *url.URL
 	streamPath  string // <prefix>/sse
 	messagePath string // <prefix>/message
@@ -184,6 +194,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.upstreamURL = u
+	if h.PublicURL != "" {
+		if _, err := parseHTTPURL("public_url", h.PublicURL); err != nil {
+			return err
+		}
+	}
 	if err := checkPrefix(h.Prefix); err != nil {
 		return err
 	}
@@ -286,21 +301,27 @@ func (h *Handler) settings() *settings {
 
 // parseUpstream checks that raw is an absolute http or https URL.
 func parseUpstream(raw string) (*url.URL, error) {
+	return parseHTTPURL("upstream", raw)
+}
+
+// parseHTTPURL checks that raw, the value of the setting name, is an
+// absolute http or https URL without user info or fragment.
+func parseHTTPURL(name, raw string) (*url.URL, error) {
 	if raw == "" {
-		return nil, fmt.Errorf("upstream is required")
+		return nil, fmt.Errorf("%s is required", name)
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("parsing upstream %q: %v", raw, err)
+		return nil, fmt.Errorf("parsing %s %q: %v", name, raw, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("upstream %q: scheme must be http or https", raw)
+		return nil, fmt.Errorf("%s %q: scheme must be http or https", name, raw)
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("upstream %q: missing host", raw)
+		return nil, fmt.Errorf("%s %q: missing host", name, raw)
 	}
 	if u.Fragment != "" || u.User != nil {
-		return nil, fmt.Errorf("upstream %q: must have no fragment and no user info", raw)
+		return nil, fmt.Errorf("%s %q: must have no fragment and no user info", name, raw)
 	}
 	return u, nil
 }

@@ -54,6 +54,7 @@ type sessionStore struct {
 	key      string // in stores
 	name     string
 	upstream *upstreamClient
+	guard    *guard
 	prefix   string
 	// deletes bounds the upstream DELETEs in flight, so that ending many
 	// sessions at once does not open a connection for each.
@@ -84,6 +85,7 @@ func newSessionStore(name string, u *url.URL, prefix string, cfg *settings) *ses
 		byIdentity:  make(map[string]map[string]*session),
 		initialized: make(map[string][]byte),
 	}
+	s.guard = newGuard(s.upstream)
 	s.current.Store(cfg)
 	s.upstream.transport.onChoose = func(h2c bool) {
 		proto := "HTTP/1.1"

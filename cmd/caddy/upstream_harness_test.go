@@ -30,7 +30,8 @@ type testUpstream struct {
 	release chan struct{}
 	// deleted receives the session ID of every DELETE.
 	deleted chan string
-	// listened receives the session ID of every GET stream request.
+	// listened receives the session ID of every GET stream request of a
+	// session.
 	listened chan string
 
 	// handler is the MCP server's; posts, once set, answers POSTs in
@@ -123,7 +124,11 @@ func startTestUpstream(t *testing.T, h2c bool, opts *mcp.StreamableHTTPOptions) 
 				return
 			}
 		case http.MethodGet:
-			u.listened <- r.Header.Get(headerSessionID)
+			// A GET without session is the gateway asking whether the
+			// upstream requires authorization, not a session's stream.
+			if id := r.Header.Get(headerSessionID); id != "" {
+				u.listened <- id
+			}
 		}
 		u.handler.ServeHTTP(w, r)
 	}))

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// oauthRun is what testdata/tsclient/oauth.mjs saw.
+type oauthRun struct {
+	Authorizations  int
+	Statuses        []string
+	Sessions        []string
+	FirstChallenge  string
+	StepUpChallenge string
+	Tools           []string
+	Before          string
+	AfterExpiry     string
+	Admin           string
+}
+
+// runOAuthClient runs oauth.mjs against url, expiring every access token
+// of as when it asks for that.
+func runOAuthClient(t *testing.T, as *testAuthServer, url string) oauthRun {
+	t.Helper()
+	cmd := nodeCommand(t, "oauth.mjs", url)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() || !strings.Contains(lines.Text(), `"expire"`) {
+		t.Fatalf("the client never got to the expiry: %q (%v)", lines.Text(), cmd.Wait())
+	}
+	as.expireAccessTokens()
+	if _, err := io.WriteString(stdin, "expired\n"); err != nil {
+		t.Fatal(err)
+	}
+	var run oauthRun
+	if !lines.Scan() {
+		t.Fatalf("the client printed no result (%v)", cmd.Wait())
+	}
+	if err := json.Unmarshal(lines.Bytes(), &run); err != nil {
+		t.Fatalf("client output %q: %v", lines.Text(), err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("the client: %v", err)
+	}
+	return run
+}
+
+// checkOAuthRun checks what every client of a protected server sees,
+// directly or through the gateway: a login, calls, a refresh after the
+// token expired and a step-up, all on one session.
+func checkOAuthRun(t *testing.T, run oauthRun, metadata string, as *testAuthServer, resource string) {
+	t.Helper()
+	if !strings.Contains(run.FirstChallenge, `resource_metadata="`+metadata+`"`) {
+		t.Errorf("first challenge %q, want resource_metadata=%q", run.FirstChallenge, metadata)
+	}
+	if !slices.Contains(run.Statuses, "GET /sse 401") {
+		t.Errorf("statuses %q: the stream request was never refused", run.Statuses)
+	}
+	if !slices.Contains(run.Tools, "echo") || run.Before != "before" {
+		t.Errorf("after login: tools %v, echo %q", run.Tools, run.Before)
+	}
+	if run.AfterExpiry != "after expiry" {
+		t.Errorf("after the token expired: echo %q", run.AfterExpiry)
+	}
+	if !strings.Contains(run.StepUpChallenge, `error="insufficient_scope"`) || !strings.Contains(run.StepUpChallenge, `scope="mcp admin"`) {
+		t.Errorf("step-up challenge %q, want insufficient_scope for mcp admin", run.StepUpChallenge)
+	}
+	if run.Admin != "admin: x" {
+		t.Errorf("after the step-up: admin_echo %q", run.Admin)
+	}
+	if run.Authorizations != 2 || as.issued() != 3 {
+		t.Errorf("%d authorizations and %d access tokens, want 2 (login, step-up) and 3 (and a refresh)", run.Authorizations, as.issued())
+	}
+	if len(run.Sessions) != 1 {
+		t.Errorf("messages went to sessions %q, want one", run.Sessions)
+	}
+	for _, r := range as.authorizedResources() {
+		if r != resource {
+			t.Errorf("authorized for resource %q, want %q", r, resource)
+		}
+	}
+}
+
+func TestOAuthThroughGateway(t *testing.T) {
+	as := newTestAuthServer(t)
+	up := newProtectedUpstream(t, as, gatewayURL+"/sse")
+	logs, globals := newCaddyLog(t, "DEBUG")
+	loadCaddyfileWith(t, globals, fmt.Sprintf(`http://127.0.0.1:9080 {
+	bind 127.0.0.1
+	log {
+		output file %s
+		format json
+	}
+	mcp_sse {
+		upstream %s
+	}
+}
+`, logs.path, up.streamable))
+	run := runOAuthClient(t, as, gatewayURL+"/sse")
+	checkOAuthRun(t, run, gatewayURL+"/.well-known/oauth-protected-resource/sse", as, gatewayURL+"/sse")
+	for _, want := range []string{"POST /message 401", "POST /message 403"} {
+		if !slices.Contains(run.Statuses, want) {
+			t.Errorf("statuses %q, want %q", run.Statuses, want)
+		}
+	}
+	for _, c := range []string{run.FirstChallenge, run.StepUpChallenge} {
+		if strings.Contains(c, up.URL) {
+			t.Errorf("challenge %q names the upstream's address", c)
+		}
+	}
+	if n := up.initializes.Load(); n != 1 {
+		t.Errorf("%d initialize requests reached the upstream, want 1: the session was kept", n)
+	}
+	// Nothing secret is logged, access logs and debug logs included.
+	entries := logs.entries(t)
+	if len(entries) == 0 {
+		t.Fatal("nothing was logged")
+	}
+	for _, e := range entries {
+		for _, secret := range as.issuedSecrets() {
+			if strings.Contains(e.String(), secret) {
+				t.Errorf("a code or token is in the log: %s", e)
+			}
+		}
+	}
+}
+
+// TestOAuthDirect is the control: the same client against the upstream's
+// own SSE endpoint sees the same.
+func TestOAuthDirect(t *testing.T) {
+	as := newTestAuthServer(t)
+	up := newProtectedUpstream(t, as, gatewayURL+"/sse")
+	run := runOAuthClient(t, as, up.sse)
+	checkOAuthRun(t, run, up.URL+"/.well-known/oauth-protected-resource/sse", as, up.sse)
+	for _, want := range []string{"POST /sse 401", "POST /sse 403"} {
+		if !slices.Contains(run.Statuses, want) {
+			t.Errorf("statuses %q, want %q", run.Statuses, want)
+		}
+	}
+}
+
+// TestUnprotectedUpstreamCostsOneRequest checks the cost of authorization
+// for an upstream that requires none: one GET without session, however
+// many sessions open, and POSTs are answered at once as before.
+func TestUnprotectedUpstreamCostsOneRequest(t *testing.T) {
+	up := newTestUpstream(t)
+	var probes atomic.Int64
+	gate := func(_ http.ResponseWriter, r *http.Request) *http.Request {
+		if r.Method == http.MethodGet && r.Header.Get(headerSessionID) == "" {
+			probes.Add(1)
+		}
+		return r
+	}
+	up.gate.Store(&gate)
+	loadCaddyfile(t, gatewaySite(up.URL, ""))
+	for range 5 {
+		s := openInitializedStream(t)
+		if code := s.post(t, `{"jsonrpc":"2.0","id":2,"method":"ping"}`); code != http.StatusAccepted {
+			t.Fatalf("ping: %d", code)
+		}
+		if m := nextJSON(t, s); m["id"] != 2.0 {
+			t.Fatalf("want the ping's answer, got %v", m)
+		}
+	}
+	if n := probes.Load(); n != 1 {
+		t.Errorf("%d GETs without session reached the upstream for 5 sessions, want 1", n)
+	}
+	resp, err := http.Get(gatewayURL + "/.well-known/oauth-protected-resource/sse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "next" {
+		t.Errorf("metadata of an open upstream: %s %q, want the next handler's answer", resp.Status, body)
+	}
+}
