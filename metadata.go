@@ -99,10 +99,11 @@ func (g *guard) fetchMetadata(ctx context.Context, u string, timeout time.Durati
 }
 
 // isMetadataPath reports whether path asks for the metadata of this
-// handler's stream endpoint: in RFC 9728's form for the stream's path, or
+// handler's stream endpoint: in RFC 9728's form for the stream's path, as
+// the client sees it (which may have more in front, under handle_path), or
 // for the origin.
 func (h *Handler) isMetadataPath(path string) bool {
-	return path == wellKnownResource+h.streamPath || path == wellKnownResource
+	return path == wellKnownResource || strings.HasPrefix(path, wellKnownResource+"/") && strings.HasSuffix(path, h.streamPath)
 }
 
 // serveMetadata answers with the upstream's metadata for the URL clients

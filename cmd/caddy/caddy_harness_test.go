@@ -257,6 +257,12 @@ func startCaddy(t *testing.T, caddyfile, url string) *caddyProcess {
 // and "up" on other paths. It returns the process and the site's address.
 func startGateway(t *testing.T, upstream, subdirectives string) (*caddyProcess, string) {
 	t.Helper()
+	return startGatewayWith(t, upstream, subdirectives, "")
+}
+
+// startGatewayWith is startGateway with more directives for the site.
+func startGatewayWith(t *testing.T, upstream, subdirectives, site string) (*caddyProcess, string) {
+	t.Helper()
 	addr := freeAddr(t)
 	base := "http://" + addr
 	cmd := startCaddy(t, fmt.Sprintf(`{
@@ -269,9 +275,10 @@ http://%s {
 		upstream %s
 		%s
 	}
+	%s
 	respond "up" 200
 }
-`, addr, upstream, subdirectives), base+"/")
+`, addr, upstream, subdirectives, site), base+"/")
 	return cmd, addr
 }
 

@@ -34,7 +34,8 @@ func TestCrossOriginPagesMayUseTheEndpoints(t *testing.T) {
 	for _, tc := range []struct {
 		path, method, headers, wantHeaders string
 	}{
-		// The TypeScript SDK sends content-type even on its GET.
+		// A GET with headers of the page's own (an OAuth client's
+		// Authorization, a client that sets content-type) is preflighted.
 		{"/sse", "GET", "content-type,accept,last-event-id", "content-type,accept,last-event-id"},
 		{"/message", "POST", "content-type,authorization,mcp-protocol-version", "content-type,authorization,mcp-protocol-version"},
 		{"/message", "POST", "", "Accept, Authorization, Content-Type, Last-Event-ID, Mcp-Protocol-Version"},

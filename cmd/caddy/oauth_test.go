@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -190,5 +192,89 @@ func TestUnprotectedUpstreamCostsOneRequest(t *testing.T) {
 	resp.Body.Close()
 	if string(body) != "next" {
 		t.Errorf("metadata of an open upstream: %s %q, want the next handler's answer", resp.Status, body)
+	}
+}
+
+// TestOAuthMetadataUnderHandlePath checks the challenge and the metadata
+// of a handler under handle_path, with the README's route for the
+// well-known path: both name the URL the client sees, never the
+// upstream's.
+func TestOAuthMetadataUnderHandlePath(t *testing.T) {
+	as := newTestAuthServer(t)
+	resource := gatewayURL + "/tenant/sse"
+	up := newProtectedUpstream(t, as, resource)
+	handler := fmt.Sprintf("mcp_sse {\n\t\tname tenant\n\t\tupstream %s\n\t}", up.streamable)
+	loadCaddyfile(t, fmt.Sprintf(`http://127.0.0.1:9080 {
+	bind 127.0.0.1
+	handle_path /tenant/* {
+		%s
+	}
+	handle /.well-known/oauth-protected-resource/tenant/* {
+		%s
+	}
+}
+`, handler, handler))
+	resp, err := http.Get(resource)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	metadata := gatewayURL + "/.well-known/oauth-protected-resource/tenant/sse"
+	if challenge := resp.Header.Get("WWW-Authenticate"); resp.StatusCode != http.StatusUnauthorized || challenge != `Bearer resource_metadata="`+metadata+`"` {
+		t.Fatalf("stream without a token: %s, WWW-Authenticate %q", resp.Status, challenge)
+	}
+	resp, err = http.Get(metadata)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		Resource             string   `json:"resource"`
+		AuthorizationServers []string `json:"authorization_servers"`
+		ScopesSupported      []string `json:"scopes_supported"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("metadata: %s, %v", resp.Status, err)
+	}
+	if doc.Resource != resource || !slices.Equal(doc.AuthorizationServers, []string{as.URL}) || !slices.Equal(doc.ScopesSupported, []string{"mcp"}) {
+		t.Errorf("metadata %+v, want resource %s and the upstream's authorization server and scopes", doc, resource)
+	}
+	if resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Errorf("metadata without Access-Control-Allow-Origin: *")
+	}
+}
+
+// TestOAuthMCPRemote runs mcp-remote (--transport sse-only), as Claude
+// Desktop does, against the protected upstream, directly and through the
+// gateway: its start-up probe gets the 401, it begins the login and prints
+// where to authorize, the driver approves as the user's browser would, and
+// then the calls go through.
+func TestOAuthMCPRemote(t *testing.T) {
+	script := filepath.Join(t.TempDir(), "script.json")
+	if err := os.WriteFile(script, []byte(`[{"op":"listTools"},{"op":"callTool","name":"echo","arguments":{"text":"hi"}}]`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, throughGateway := range []bool{false, true} {
+		t.Run(map[bool]string{false: "direct", true: "gateway"}[throughGateway], func(t *testing.T) {
+			as := newTestAuthServer(t)
+			up := newProtectedUpstream(t, as, gatewayURL+"/sse")
+			url := up.sse
+			if throughGateway {
+				loadCaddyfile(t, gatewaySite(up.streamable, ""))
+				url = gatewayURL + "/sse"
+			}
+			results := runNodeDriver(t, thirdPartyDir, "mcp-remote", "mcp-remote.mjs", url, "sse", script)
+			for _, r := range results {
+				if !r.OK {
+					t.Errorf("%s: %s", r.Op, r.Error)
+				}
+			}
+			if len(results) == 2 && results[1].OK && !strings.Contains(string(results[1].Result), `"text":"hi"`) {
+				t.Errorf("echo gave %s", results[1].Result)
+			}
+			if got := as.authorizedResources(); len(got) != 1 || got[0] != url {
+				t.Errorf("authorized for %q, want one login for %s", got, url)
+			}
+		})
 	}
 }

@@ -17,16 +17,7 @@ import (
 // a failure.
 func nodeCommand(t *testing.T, script string, args ...string) *exec.Cmd {
 	t.Helper()
-	node, err := exec.LookPath("node")
-	if err == nil {
-		_, err = os.Stat("testdata/tsclient/node_modules/@modelcontextprotocol/sdk/package.json")
-	}
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("the TypeScript client cannot run: %v (run npm ci in testdata/tsclient)", err)
-		}
-		t.Skipf("the TypeScript client cannot run: %v (run npm ci in testdata/tsclient)", err)
-	}
+	node := interopNode(t, "testdata/tsclient", "@modelcontextprotocol/sdk")
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	t.Cleanup(cancel)
 	cmd := exec.CommandContext(ctx, node, append([]string{script}, args...)...)
