@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -200,5 +202,39 @@ func TestUpstreamGETStreamResumesAfterItsLastEvent(t *testing.T) {
 	ids := lastEventIDs()
 	if len(ids) < 2 || ids[0] != "" || !strings.HasSuffix(ids[len(ids)-1], "_0") {
 		t.Errorf("GETs with Last-Event-ID %q, want the first without, a later one after event _0", ids)
+	}
+}
+
+// TestResumingGivesUpWithoutProgress checks the bound on resumptions: an
+// upstream that gives its answer an event id and then keeps ending the
+// stream without sending anything more is asked 5 times, and the client
+// gets the JSON-RPC error of an answer without a response.
+func TestResumingGivesUpWithoutProgress(t *testing.T) {
+	up := newTestUpstream(t)
+	var resumes atomic.Int64
+	up.answerCalls("stall", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "id: stall_0\nretry: 10\ndata: \n\n")
+	})
+	gate := func(w http.ResponseWriter, r *http.Request) *http.Request {
+		if r.Method != http.MethodGet || r.Header.Get("Last-Event-ID") != "stall_0" {
+			return r
+		}
+		resumes.Add(1)
+		w.Header().Set("Content-Type", "text/event-stream")
+		return nil // the stream ends at once, with nothing new
+	}
+	up.gate.Store(&gate)
+	loadCaddyfile(t, gatewaySite(up.URL, ""))
+	s := openInitializedStream(t)
+
+	s.post(t, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"stall","arguments":{}}}`)
+	m := nextJSON(t, s)
+	rpcErr, _ := m["error"].(map[string]any)
+	if m["id"] != 2.0 || rpcErr["message"] != "upstream answer ended without a response to the request" {
+		t.Fatalf("want the call's error, got %v", m)
+	}
+	if n := resumes.Load(); n != 5 {
+		t.Errorf("%d resumptions, want 5", n)
 	}
 }
