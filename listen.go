@@ -184,6 +184,11 @@ func (s *session) listenOnce(ctx context.Context, run *listenRun) (retry bool, h
 	switch {
 	case resp.StatusCode == http.StatusMethodNotAllowed:
 		return false, header, nil // the upstream offers no such stream
+	case resp.StatusCode == http.StatusBadRequest && lastID != "":
+		// The upstream cannot replay after that event (its event store
+		// dropped it, say): open the stream afresh rather than none.
+		run.events = nil
+		return true, header, checkStatus(resp)
 	case resp.StatusCode/100 == 4:
 		return false, header, checkStatus(resp)
 	case resp.StatusCode/100 != 2:

@@ -238,3 +238,44 @@ func TestResumingGivesUpWithoutProgress(t *testing.T) {
 		t.Errorf("%d resumptions, want 5", n)
 	}
 }
+
+// TestUpstreamGETStreamStartsAfreshWhenItCannotResume checks that a GET
+// stream whose resumption the upstream refuses with 400 (its event store
+// lost the event, say) is opened again without Last-Event-ID, not given up.
+func TestUpstreamGETStreamStartsAfreshWhenItCannotResume(t *testing.T) {
+	up := newResumableTestUpstream(t)
+	var mu sync.Mutex
+	var ids []string
+	gate := func(w http.ResponseWriter, r *http.Request) *http.Request {
+		if r.Method != http.MethodGet || r.Header.Get(headerSessionID) == "" {
+			return r
+		}
+		id := r.Header.Get("Last-Event-ID")
+		mu.Lock()
+		ids = append(ids, id)
+		mu.Unlock()
+		if id != "" {
+			http.Error(w, "failed to replay events", http.StatusBadRequest)
+			return nil
+		}
+		return r
+	}
+	up.gate.Store(&gate)
+	loadCaddyfile(t, gatewaySite(up.URL, ""))
+	s := openInitializedStream(t)
+	mcp.AddTool(up.server, &mcp.Tool{Name: "first"}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
+		return textResult(""), nil, nil
+	})
+	if m := nextJSON(t, s); m["method"] != "notifications/tools/list_changed" {
+		t.Fatalf("want tools/list_changed, got %v", m)
+	}
+	up.CloseClientConnections()
+	waitFor(t, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if n := len(ids); n < 3 || ids[n-2] == "" || ids[n-1] != "" {
+			return fmt.Errorf("GETs with Last-Event-ID %q, want a refused resumption and a fresh GET after it", ids)
+		}
+		return nil
+	})
+}
