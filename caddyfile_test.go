@@ -57,6 +57,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				queue_size 8
 				upstream_timeout 1m
 				upstream_stream off
+				public_url https://mcp.example.com/api/sse
 			}`,
 			want: Handler{
 				Name:            "tenant-a",
@@ -74,6 +75,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				UpstreamTimeout: caddy.Duration(time.Minute),
 
 				DisableUpstreamStream: true,
+				PublicURL:             "https://mcp.example.com/api/sse",
 			},
 		},
 		{
@@ -89,6 +91,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "upstream not http", input: "mcp_sse {\n upstream ftp://a/mcp\n}", err: "upstream \"ftp://a/mcp\": scheme must be http or https", line: 2},
 		{name: "upstream relative", input: "mcp_sse {\n upstream /mcp\n}", err: "upstream \"/mcp\": scheme must be http or https", line: 2},
 		{name: "upstream without host", input: "mcp_sse {\n upstream http:///mcp\n}", err: "upstream \"http:///mcp\": missing host", line: 2},
+		{name: "public_url relative", input: "mcp_sse {\n upstream http://a\n public_url /sse\n}", err: "public_url \"/sse\": scheme must be http or https", line: 3},
 		{name: "upstream missing value", input: "mcp_sse {\n upstream\n}", err: "wrong argument count", line: 2},
 		{name: "upstream two values", input: "mcp_sse {\n upstream http://a http://b\n}", err: "wrong argument count", line: 2},
 		{name: "prefix without slash", input: "mcp_sse {\n upstream http://a\n prefix api\n}", err: "prefix \"api\" must start with a slash", line: 3},
