@@ -278,3 +278,49 @@ func TestOAuthMCPRemote(t *testing.T) {
 		})
 	}
 }
+
+// TestOAuthAuthorizationServerAtOrigin checks the README's Caddyfile for
+// clients of revision 2025-03-26, which look for the authorization server
+// at the MCP server's origin: its metadata and endpoints reach the
+// authorization server, the MCP endpoints the gateway.
+func TestOAuthAuthorizationServerAtOrigin(t *testing.T) {
+	as := newTestAuthServer(t)
+	up := newProtectedUpstream(t, as, gatewayURL+"/sse")
+	loadCaddyfile(t, fmt.Sprintf(`http://127.0.0.1:9080 {
+	bind 127.0.0.1
+	@as path /.well-known/oauth-authorization-server* /authorize /token /register
+	reverse_proxy @as %s
+	mcp_sse {
+		upstream %s
+	}
+}
+`, as.URL, up.streamable))
+	resp, err := http.Get(gatewayURL + "/.well-known/oauth-authorization-server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var meta struct {
+		TokenEndpoint string `json:"token_endpoint"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&meta)
+	resp.Body.Close()
+	if err != nil || meta.TokenEndpoint != as.URL+"/token" {
+		t.Errorf("authorization server metadata at the gateway's origin: %s, token endpoint %q (%v)", resp.Status, meta.TokenEndpoint, err)
+	}
+	resp, err = http.Post(gatewayURL+"/register", "application/json", strings.NewReader(`{"redirect_uris":["http://127.0.0.1:1/cb"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Errorf("registration at the gateway's origin: %s", resp.Status)
+	}
+	resp, err = http.Get(gatewayURL + "/sse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("stream without a token: %s, want the gateway's 401", resp.Status)
+	}
+}
