@@ -60,14 +60,15 @@ func (g *guard) isProtected() bool {
 	return g.protected
 }
 
-// check returns the upstream's refusal of a stream request with header,
-// or nil if the upstream takes it or nothing is known.
-func (g *guard) check(ctx context.Context, header http.Header, timeout time.Duration) *statusError {
+// check returns the upstream's refusal of the stream request r, or nil if
+// the upstream takes it or nothing is known.
+func (g *guard) check(r *http.Request, timeout time.Duration) *statusError {
+	ctx := r.Context()
 	protected, challenge := g.protection(ctx, timeout)
 	if !protected {
 		return nil
 	}
-	cred := credential(header)
+	cred := credential(r.Header)
 	if cred == "" {
 		return &statusError{code: http.StatusUnauthorized, status: "401 Unauthorized", challenge: challenge}
 	}
@@ -79,7 +80,7 @@ func (g *guard) check(ctx context.Context, header http.Header, timeout time.Dura
 	if ok && now.Before(until) {
 		return nil
 	}
-	se, err := g.probe(ctx, header, timeout)
+	se, err := g.probe(ctx, forwardedHeader(r), timeout)
 	if err != nil {
 		return nil // the upstream's answers to the client's messages will tell
 	}

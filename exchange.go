@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-// exchange POSTs m upstream under ctx and relays the answer; v learns the
-// status the upstream answered with. written runs
+// exchange POSTs m upstream under ctx and relays the answer; v, if a POST
+// waits for it, learns the status the upstream answered with. written runs
 // once m has been written upstream; for initialize only once its response
 // is in, since every later message needs the session ID and protocol
 // version it brings; for notifications/initialized only once the

@@ -37,7 +37,7 @@ func (s *session) forward(msgs []message, header http.Header, cfg *settings, ver
 		s.startOver()
 	}
 	for _, m := range s.heal(msgs) {
-		v := &verdict{}
+		var v *verdict
 		if !m.quiet {
 			s.received.Add(1)
 			metrics.messages.WithLabelValues(toUpstream, m.kind.String()).Inc()

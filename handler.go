@@ -63,7 +63,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) error {
 	// A client without a credential the upstream takes learns it here,
 	// where clients start their authorization.
-	if se := h.store.guard.check(r.Context(), forwardedHeader(r), h.cfg.upstreamTimeout); se != nil {
+	if se := h.store.guard.check(r, h.cfg.upstreamTimeout); se != nil {
 		return h.refuse(w, r, se)
 	}
 	sess, after, byEventID := h.store.resumable(r)

@@ -106,10 +106,10 @@ func (s *session) reinitialize(ctx context.Context, stale string, header http.He
 	}
 	metrics.healed.WithLabelValues("upstream_forgot").Inc()
 	noop := func() {}
-	if err := s.exchange(ctx, initializeMessage(params), header.Clone(), noop, cfg, &verdict{}); err != nil {
+	if err := s.exchange(ctx, initializeMessage(params), header.Clone(), noop, cfg, nil); err != nil {
 		return err
 	}
-	return s.exchange(ctx, initializedMessage, header.Clone(), noop, cfg, &verdict{})
+	return s.exchange(ctx, initializedMessage, header.Clone(), noop, cfg, nil)
 }
 
 // rememberInitialize keeps the initialize params of a client with an

@@ -50,9 +50,10 @@ func (p *postVerdicts) wait(ctx context.Context) *statusError {
 	return p.refusal
 }
 
-// verdict is the upstream's answer to one message of a POST that waits.
+// verdict is the upstream's answer to one message of a POST that waits;
+// a nil *verdict stands for a message nobody waits for.
 type verdict struct {
-	post  *postVerdicts // nil: nobody waits
+	post  *postVerdicts
 	once  sync.Once
 	taken bool
 }
@@ -62,11 +63,11 @@ func (p *postVerdicts) verdict() *verdict { return &verdict{post: p} }
 // give tells the POST, once, how the upstream answered the message: se is
 // its refusal of the credential, or nil.
 func (v *verdict) give(se *statusError) {
+	if v == nil {
+		return
+	}
 	v.once.Do(func() {
 		p := v.post
-		if p == nil {
-			return
-		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if !p.waiting {
@@ -84,4 +85,4 @@ func (v *verdict) give(se *statusError) {
 
 // answered reports whether the waiting POST took the verdict, and so
 // answers the client itself. Only after give.
-func (v *verdict) answered() bool { return v.taken }
+func (v *verdict) answered() bool { return v != nil && v.taken }

@@ -152,22 +152,12 @@ func (s *sseReader) next() (sseEvent, error) {
 				s.lastID = string(value)
 			}
 		case "retry":
-			if ms, err := strconv.ParseUint(string(value), 10, 32); err == nil && isDigits(value) {
+			// Base 10 takes ASCII digits only, as the specification does.
+			if ms, err := strconv.ParseUint(string(value), 10, 32); err == nil {
 				s.retry = time.Duration(ms) * time.Millisecond
 			}
 		}
 	}
-}
-
-// isDigits reports whether b is one or more ASCII digits, the only retry
-// values the specification takes.
-func isDigits(b []byte) bool {
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return len(b) > 0
 }
 
 // readLine returns the next line without its terminator. The slice is
