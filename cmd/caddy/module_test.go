@@ -229,8 +229,7 @@ func TestGetStreamOpensBeforeTheNextRequest(t *testing.T) {
 func TestOddAnswerToInitializedStillOpensGetStream(t *testing.T) {
 	up := newTestUpstream(t)
 	odd := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
+		body := peekBody(r)
 		if !bytes.Contains(body, []byte(`"notifications/initialized"`)) {
 			up.handler.ServeHTTP(w, r)
 			return

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -81,8 +80,7 @@ func newProtectedUpstream(t *testing.T, as *testAuthServer, gateway string) *pro
 // the token lacks the admin scope, as a server with per-tool scopes does.
 func needsAdmin(meta string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
+		body := peekBody(r)
 		if bytes.Contains(body, []byte(`"admin_echo"`)) && !slices.Contains(auth.TokenInfoFromContext(r.Context()).Scopes, "admin") {
 			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer error="insufficient_scope", scope="mcp admin", resource_metadata=%q, error_description="admin_echo needs the admin scope"`, meta))
 			http.Error(w, "insufficient scope", http.StatusForbidden)
@@ -95,8 +93,7 @@ func needsAdmin(meta string, h http.Handler) http.Handler {
 // countInitializes counts the initialize requests h gets.
 func countInitializes(n *atomic.Int64, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
+		body := peekBody(r)
 		if bytes.Contains(body, []byte(`"method":"initialize"`)) {
 			n.Add(1)
 		}

@@ -153,15 +153,20 @@ func startTestUpstream(t *testing.T, h2c bool, opts *mcp.StreamableHTTPOptions) 
 func (u *testUpstream) answerCalls(tool string, answer http.HandlerFunc) {
 	name := []byte(`"name":"` + tool + `"`)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		if err == nil && bytes.Contains(body, name) {
+		if bytes.Contains(peekBody(r), name) {
 			answer(w, r)
 			return
 		}
 		u.handler.ServeHTTP(w, r)
 	})
 	u.posts.Store(&h)
+}
+
+// peekBody reads r's body and puts it back for the handler after.
+func peekBody(r *http.Request) []byte {
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return body
 }
 
 // lastPostHeader returns the headers of the last POST the upstream got.
