@@ -32,6 +32,7 @@ func (s *session) relayAnswer(ctx context.Context, resp *http.Response, m messag
 	to := answerTo{quiet: m.quiet, onResponse: onResponse}
 	if m.kind == kindRequest {
 		to.id = m.id
+		to.pending = s.store.node != nil && !m.quiet
 	}
 	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	switch mediaType {
@@ -92,17 +93,22 @@ func (s *session) relayErrorBody(ctx context.Context, resp *http.Response, m mes
 
 // answerTo says what an upstream answer answers: the request with id, if
 // any; quiet, if none of it is for the client; onResponse, if set, sees the
-// response before the client does.
+// response before the client does. In a cluster, pending says that the
+// request is recorded as relayed here, and its answer's progress is too;
+// stream is the reader of the upstream's GET stream, for its messages.
 type answerTo struct {
 	id         json.RawMessage
 	quiet      bool
 	onResponse func(message)
+	pending    bool
+	stream     *sseReader
 }
 
 // relayEvents relays the messages of one body of an upstream event stream.
 // For a request it returns once the response came through, and an error if
 // the body ends before; else it relays until the body ends.
 func (s *session) relayEvents(ctx context.Context, events *sseReader, to answerTo) error {
+	progress := events.lastID
 	for {
 		ev, err := events.next()
 		if err != nil {
@@ -117,6 +123,10 @@ func (s *session) relayEvents(ctx context.Context, events *sseReader, to answerT
 				return fmt.Errorf("%w: %w", errNotMCP, err)
 			}
 			return fmt.Errorf("%w: %w", errBrokenAnswer, err)
+		}
+		if to.pending && events.lastID != progress {
+			progress = events.lastID
+			s.progressed(to.id, progress)
 		}
 		if len(ev.data) == 0 {
 			// A priming event (an id, maybe a retry, empty data), which
@@ -151,7 +161,7 @@ func (s *session) relayPayload(ctx context.Context, payload []byte, to answerTo)
 		if c := s.store.logger().Check(zapcore.DebugLevel, "relaying upstream message"); c != nil {
 			c.Write(zap.String("session", s.tag), zap.Stringer("kind", r.kind), zap.String("method", r.method))
 		}
-		if err := s.deliver(ctx, eventData(r.raw)); err != nil {
+		if err := s.deliverFrom(ctx, eventData(r.raw), to.stream); err != nil {
 			return found, err
 		}
 		metrics.messages.WithLabelValues(toClient, r.kind.String()).Inc()

@@ -201,13 +201,13 @@ func BenchmarkSSEReader(b *testing.B) {
 // no upstream and no stream.
 func benchRelaySession(b *testing.B) *session {
 	u, _ := url.Parse("http://127.0.0.1:1/mcp")
-	store := newSessionStore("", u, "", &settings{logger: zap.NewNop()})
+	store := newSessionStore("", u, "", &settings{logger: zap.NewNop()}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(func() {
 		cancel()
 		store.upstream.close()
 	})
-	return &session{id: benchSessionID, tag: "bench", store: store, events: make(chan []byte, 1), ctx: ctx, cancel: cancel}
+	return &session{id: benchSessionID, tag: "bench", store: store, events: make(chan event, 1), ctx: ctx, cancel: cancel}
 }
 
 // BenchmarkRelayPayload relays an upstream's application/json answer to a
@@ -222,7 +222,7 @@ func BenchmarkRelayPayload(b *testing.B) {
 			if err != nil || !found {
 				b.Fatalf("found %v, error %v; want the response", found, err)
 			}
-			if got := <-sess.events; string(got) != tc.raw {
+			if got := (<-sess.events).data; string(got) != tc.raw {
 				b.Fatalf("queued %.80q…, want the result", got)
 			}
 			b.SetBytes(int64(len(payload)))
@@ -247,7 +247,7 @@ func BenchmarkRelayEvents(b *testing.B) {
 			if err := sess.relayAnswerEvents(sess.ctx, r, to, sess.store.settings()); err != nil {
 				b.Fatal(err)
 			}
-			if got := <-sess.events; string(got) != tc.raw {
+			if got := (<-sess.events).data; string(got) != tc.raw {
 				b.Fatalf("queued %.80q…, want the result", got)
 			}
 			b.SetBytes(int64(len(body)))
@@ -266,7 +266,7 @@ func BenchmarkRelayEvents(b *testing.B) {
 func benchStore(b *testing.B, n int) (*sessionStore, []string) {
 	u, _ := url.Parse("http://127.0.0.1:1/mcp")
 	cfg := &settings{policy: policy{queueSize: 1}, logger: zap.NewNop()}
-	store := newSessionStore("", u, "", cfg)
+	store := newSessionStore("", u, "", cfg, nil)
 	ids := make([]string, 0, n)
 	b.Cleanup(func() {
 		for _, id := range ids {

@@ -35,6 +35,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		upstream_timeout <duration>
 //		upstream_stream  on|off
 //		public_url       <url>
+//		cluster redis {
+//			url        <redis url>
+//			key_prefix <prefix>
+//		}
 //	}
 //
 // Each subdirective may appear once. Unknown subdirectives are errors, not
@@ -150,6 +154,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.QueueSize = n
+		case "cluster":
+			c, err := parseCluster(d)
+			if err != nil {
+				return err
+			}
+			h.Cluster = c
 		case "allowed_origins":
 			origins := d.RemainingArgs()
 			if len(origins) == 0 {
@@ -172,6 +182,50 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return directive.Err("mcp_sse: upstream is required")
 	}
 	return nil
+}
+
+// parseCluster reads the cluster subdirective: its backend, redis, and
+// that backend's block.
+func parseCluster(d *caddyfile.Dispenser) (*Cluster, error) {
+	if !d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	if d.Val() != "redis" {
+		return nil, d.Errf("cluster: unknown backend %q, want redis", d.Val())
+	}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	r := new(RedisCluster)
+	block := caddyfile.NewDispenser([]caddyfile.Token{d.Token()})
+	block.Next()
+	seen := make(map[string]bool)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if seen[name] {
+			return nil, d.Errf("cluster redis: %s given more than once", name)
+		}
+		seen[name] = true
+		if !d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		switch name {
+		case "url":
+			r.URL = d.Val()
+		case "key_prefix":
+			r.KeyPrefix = d.Val()
+		default:
+			return nil, d.Errf("cluster redis: unknown subdirective %q", name)
+		}
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+	}
+	c := &Cluster{Redis: r}
+	if _, err := c.spec(); err != nil {
+		return nil, block.Err(err.Error())
+	}
+	return c, nil
 }
 
 // parseCount reads a subdirective's one whole-number argument, which must

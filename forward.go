@@ -24,6 +24,14 @@ var errTooManyInFlight = errors.New("too many messages of this session are on th
 // cfg.maxInFlight. verdicts, if set, learns how the upstream answered each
 // of msgs.
 func (s *session) forward(msgs []message, header http.Header, cfg *settings, verdicts *postVerdicts) error {
+	err := s.forwardLocked(msgs, header, cfg, verdicts)
+	if err == nil {
+		s.share() // the client's headers, a heal or a new start
+	}
+	return err
+}
+
+func (s *session) forwardLocked(msgs []message, header http.Header, cfg *settings, verdicts *postVerdicts) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.reason != "" {
@@ -54,6 +62,14 @@ func (s *session) forward(msgs []message, header http.Header, cfg *settings, ver
 	return nil
 }
 
+// written returns a channel closed once the last message posted to the
+// session has gone upstream.
+func (s *session) written() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastSent
+}
+
 // relay forwards m once prev is closed, closes sent once m is on its way,
 // and relays the upstream's answer, all under ctx, the upstream session's.
 // A request the upstream cannot answer gets a JSON-RPC error response, so
@@ -67,11 +83,20 @@ func (s *session) relay(ctx context.Context, m message, header http.Header, prev
 		s.mu.Lock()
 		s.inFlight--
 		s.mu.Unlock()
+		if s.store.node != nil {
+			s.store.dropIfIdle(s)
+		}
 	}()
 	select {
 	case <-prev:
 	case <-ctx.Done():
 		return
+	}
+	if s.store.node != nil && m.kind == kindRequest && !m.quiet {
+		// Recorded, so that another instance finishes it if this one
+		// dies on the way.
+		s.pend(m.id)
+		defer s.settle(m.id)
 	}
 	err := s.exchange(ctx, m, header, release, cfg, v)
 	if err == nil || ctx.Err() != nil {

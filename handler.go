@@ -20,6 +20,7 @@ import (
 const (
 	retryAfterSessions = "5"
 	retryAfterInFlight = "1"
+	retryAfterRedis    = "2"
 )
 
 // errUnknownSession answers a POST for a session that is not (or no
@@ -77,6 +78,7 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) error {
 		h.logger.Info("session resumed", zap.String("session", sess.tag), zap.Bool("last_event_id", byEventID))
 		metrics.resumed.Inc()
 		sess.setHeader(forwardedHeader(r))
+		sess.share()
 	}
 	setSessionPlaceholder(r, sess.id)
 	hdr := w.Header()
@@ -123,7 +125,11 @@ func (h *Handler) serveMessage(w http.ResponseWriter, r *http.Request) error {
 		return writeRPCError(w, http.StatusBadRequest, codeInvalidRequest, "missing sessionId query parameter", nil)
 	}
 	// Another user's session is as unknown as one that never was.
-	sess := h.store.get(id)
+	sess, err := h.store.lookup(id)
+	if err != nil {
+		w.Header().Set("Retry-After", retryAfterRedis)
+		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+	}
 	if sess == nil || !sess.ownedBy(authUser(r)) {
 		return caddyhttp.Error(http.StatusNotFound, errUnknownSession)
 	}
@@ -163,6 +169,14 @@ func (h *Handler) serveMessage(w http.ResponseWriter, r *http.Request) error {
 	if verdicts != nil {
 		if se := verdicts.wait(r.Context()); se != nil {
 			return h.refuse(w, r, se)
+		}
+	}
+	if h.store.node != nil {
+		// The client's next POST may reach another instance: answering
+		// once these messages went upstream keeps them in order.
+		select {
+		case <-sess.written():
+		case <-r.Context().Done():
 		}
 	}
 	w.WriteHeader(http.StatusAccepted)

@@ -17,10 +17,15 @@ import (
 var stores = caddy.NewUsagePool()
 
 // storeKey identifies a handler across configs: by its name, and by its
-// upstream, where its upstream sessions live, and its prefix, on which the
-// endpoints announced to its clients depend.
-func storeKey(name string, upstream *url.URL, prefix string) string {
-	return fmt.Sprintf("%q %s %q", name, upstream, prefix)
+// upstream, where its upstream sessions live, its prefix, on which the
+// endpoints announced to its clients depend, and the cluster it shares its
+// sessions with, if any.
+func storeKey(name string, upstream *url.URL, prefix string, shared *clusterSpec) string {
+	key := fmt.Sprintf("%q %s %q", name, upstream, prefix)
+	if shared != nil {
+		key += " cluster " + shared.String()
+	}
+	return key
 }
 
 // claims records which identities the handlers of each config took, so

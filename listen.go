@@ -43,9 +43,14 @@ func credential(h http.Header) string {
 // the session may hold the upstream's GET stream.
 func (s *session) markInitialized(ctx context.Context) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.upstream == ctx {
+	current := s.upstream == ctx
+	if current {
 		s.initialized = true
+	}
+	s.mu.Unlock()
+	if current && s.store.node != nil {
+		s.share()
+		s.announceInitialized()
 	}
 }
 
@@ -60,6 +65,9 @@ func (s *session) listen(ctx context.Context) *listenRun {
 	if !s.store.settings().upstreamStream {
 		return nil
 	}
+	if s.store.node != nil && !s.attached.Load() {
+		return nil // the instance that holds the client's stream holds it
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.initialized || s.upstream != ctx || s.reason != "" || (s.listening != nil && s.listening.upstream == ctx) {
@@ -69,6 +77,7 @@ func (s *session) listen(ctx context.Context) *listenRun {
 		return nil
 	}
 	run := &listenRun{upstream: ctx, opened: make(chan struct{})}
+	run.ctx, run.cancel = context.WithCancel(ctx)
 	s.listening = run
 	go s.relayListenStream(run)
 	return run
@@ -77,6 +86,10 @@ func (s *session) listen(ctx context.Context) *listenRun {
 // listenRun is one goroutine's relay of the upstream GET stream.
 type listenRun struct {
 	upstream context.Context
+	// ctx, under upstream, ends when the relay must stop: in a cluster,
+	// also when the client's stream leaves this instance.
+	ctx    context.Context
+	cancel context.CancelFunc
 	// events reads the stream; it keeps the last event ID, which each
 	// reopening resumes the stream from, and the upstream's retry. Only
 	// the relay's goroutine uses it.
@@ -95,7 +108,7 @@ func (r *listenRun) markOpened() { r.openOnce.Do(func() { close(r.opened) }) }
 // after a stream that ended cleanly is logged at warn, the retries after it
 // at debug.
 func (s *session) relayListenStream(run *listenRun) {
-	ctx := run.upstream
+	ctx := run.ctx
 	defer s.stopListening(run, nil)
 	defer run.markOpened()
 	backoff := time.Second
@@ -152,7 +165,7 @@ func (s *session) relayListenStream(run *listenRun) {
 func (s *session) stopListening(run *listenRun, refused *listenRefusal) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.listening != run {
+	if run == nil || s.listening != run {
 		return true
 	}
 	if refused != nil {
@@ -162,7 +175,15 @@ func (s *session) stopListening(run *listenRun, refused *listenRefusal) bool {
 		s.refused = *refused
 	}
 	s.listening = nil
+	run.cancel()
 	return true
+}
+
+// listeningRun returns the relay of the upstream GET stream, if one runs.
+func (s *session) listeningRun() *listenRun {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.listening
 }
 
 // listenOnce relays one GET stream, resuming it after the last event the
@@ -199,5 +220,5 @@ func (s *session) listenOnce(ctx context.Context, run *listenRun) (retry bool, h
 	} else {
 		run.events.resumeWith(resp.Body)
 	}
-	return true, header, s.relayEvents(ctx, run.events, answerTo{})
+	return true, header, s.relayEvents(ctx, run.events, answerTo{stream: run.events})
 }

@@ -21,6 +21,10 @@ var metrics = struct {
 	resumed          prometheus.Counter
 	upstreamResumes  prometheus.Counter
 	healed           *prometheus.CounterVec
+	routed           prometheus.Counter
+	takenOver        prometheus.Counter
+	redisErrors      *prometheus.CounterVec
+	redisDuration    *prometheus.HistogramVec
 }{
 	sessionsActive: prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "caddy", Subsystem: "mcp_sse", Name: "sessions_active",
@@ -55,6 +59,23 @@ var metrics = struct {
 		Namespace: "caddy", Subsystem: "mcp_sse", Name: "sessions_healed_total",
 		Help: "Upstream sessions the gateway initialized, or started over, for a client: for a session that began without initialize (new_session), after the upstream forgot one (upstream_forgot), or when the client of an initialized session initialized again (client_restarted).",
 	}, []string{"cause"}),
+	routed: prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "mcp_sse", Name: "cluster_messages_routed_total",
+		Help: "Messages for a client that this instance relayed from the upstream to a stream another instance of the cluster holds.",
+	}),
+	takenOver: prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "mcp_sse", Name: "cluster_streams_taken_over_total",
+		Help: "Streams that re-attached here to a session whose stream another instance of the cluster held last.",
+	}),
+	redisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "mcp_sse", Name: "cluster_redis_errors_total",
+		Help: "Redis calls of a cluster that failed, by operation.",
+	}, []string{"op"}),
+	redisDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "caddy", Subsystem: "mcp_sse", Name: "cluster_redis_duration_seconds",
+		Help:    "Redis calls of a cluster, from sending to their answer, by operation.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+	}, []string{"op"}),
 }
 
 // Directions of messages_total.
@@ -79,6 +100,10 @@ func registerMetrics(registry *prometheus.Registry) error {
 		metrics.resumed,
 		metrics.upstreamResumes,
 		metrics.healed,
+		metrics.routed,
+		metrics.takenOver,
+		metrics.redisErrors,
+		metrics.redisDuration,
 	} {
 		err := registry.Register(c)
 		if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok && are.ExistingCollector == c {

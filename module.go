@@ -142,6 +142,13 @@ type Handler struct {
 	// before any rewrite.
 	PublicURL string `json:"public_url,omitempty"`
 
+	// Shares this handler's sessions with the same handler on other Caddy
+	// instances, through Redis: any instance then takes any POST, and a
+	// stream re-attaches on any instance. Every instance of a cluster
+	// runs the same handler config. Default: none, sessions live in this
+	// process only.
+	Cluster *Cluster `json:"cluster,omitempty"`
+
 	upstreamURL *url.URL
 	streamPath  string // <prefix>/sse
 	messagePath string // <prefix>/message
@@ -215,12 +222,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 
-	key := storeKey(h.Name, u, h.Prefix)
+	var shared *clusterSpec
+	if h.Cluster != nil {
+		if shared, err = h.Cluster.spec(); err != nil {
+			return err
+		}
+	}
+	key := storeKey(h.Name, u, h.Prefix, shared)
 	if h.claim, err = claimIdentity(ctx, key, h); err != nil {
 		return err
 	}
 	val, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return newSessionStore(h.Name, u, h.Prefix, h.cfg), nil
+		return newSessionStore(h.Name, u, h.Prefix, h.cfg, shared), nil
 	})
 	if err != nil {
 		return fmt.Errorf("loading session store: %v", err)

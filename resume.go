@@ -61,6 +61,9 @@ func (s *sessionStore) resumable(r *http.Request) (sess *session, seq uint64, by
 			return nil, 0, false
 		}
 		sess := s.get(id)
+		if sess == nil && s.node != nil {
+			sess, _ = s.fetch(id)
+		}
 		if sess == nil || !sess.ownedBy(authUser(r)) || sess.stopped() {
 			return nil, 0, false
 		}
@@ -69,6 +72,12 @@ func (s *sessionStore) resumable(r *http.Request) (sess *session, seq uint64, by
 	who := identity(r)
 	if who == "" {
 		return nil, 0, false
+	}
+	if s.node != nil {
+		if sess, seq, err := s.detachedOf(who); err == nil {
+			return sess, seq, false
+		}
+		// Redis cannot be reached: the sessions of this instance.
 	}
 	var match *session
 	for _, sess := range s.ofIdentity(who) {
@@ -130,6 +139,10 @@ func (s *session) attach(ctx context.Context) *attachment {
 	a.unwatch = context.AfterFunc(s.ctx, func() { a.stop(errSessionEnding) })
 	s.stream = a
 	s.attached.Store(true)
+	if s.store.node != nil && s.registered.Load() {
+		s.holdShared()
+		s.listen(s.currentUpstream())
+	}
 	return a
 }
 
@@ -151,6 +164,10 @@ func (s *session) release(a *attachment, why string, cfg *settings) {
 	s.attached.Store(false)
 	if s.stopped() {
 		return // whoever stopped the session ends it
+	}
+	if s.store.node != nil {
+		s.releaseInCluster(why, cfg)
+		return
 	}
 	window := cfg.resumeWindow
 	if window <= 0 || (why != reasonClientGone && why != reasonLifetime) {
@@ -223,6 +240,9 @@ func (s *session) sentAfter(seq uint64) []sentEvent {
 func (s *session) markDelivered(seq uint64) {
 	if seq > s.delivered.Load() {
 		s.delivered.Store(seq)
+		if n := s.store.node; n != nil {
+			n.noteDelivered(s.id, seq)
+		}
 	}
 }
 

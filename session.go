@@ -46,7 +46,15 @@ type session struct {
 	identity string
 
 	// events carries compact JSON-RPC messages to the stream, in order.
-	events chan []byte
+	events chan event
+	// wake, in a cluster, tells the stream held here to read the
+	// session's log in Redis for events it missed; nil otherwise.
+	wake chan struct{}
+	// epoch, in a cluster, is the epoch under which this instance holds
+	// the session's stream, or 0.
+	epoch atomic.Uint64
+	// registered, in a cluster, is set once Redis holds the session.
+	registered atomic.Bool
 	// sent counts the messages written to the client's stream; received
 	// those the client posted.
 	sent, received atomic.Uint64
@@ -94,12 +102,31 @@ type session struct {
 	recentBytes int           // the size of their data
 	initParams  []byte        // the params of the client's initialize
 	initSeen    bool          // a client initialize was forwarded, or one made for it
+	saved       sharedState   // in a cluster, the shared state as Redis last had it from here
 }
 
 // open starts a session for the stream request r, which the handler with
 // settings cfg serves.
 func (s *sessionStore) open(r *http.Request, cfg *settings) (*session, error) {
-	id := uuid.NewString()
+	sess := s.newSession(uuid.NewString(), authUser(r), identity(r), r.RemoteAddr, cfg)
+	sess.header = forwardedHeader(r)
+	if err := s.add(sess, cfg); err != nil {
+		sess.cancel()
+		return nil, err
+	}
+	if s.node != nil {
+		sess.register()
+	}
+	s.logger().Info("session opened",
+		zap.String("session", sess.tag),
+		zap.String("remote", sess.remote),
+		zap.String("user", sess.user))
+	return sess, nil
+}
+
+// newSession makes the session id, opened by user of the identity from
+// remote, not yet in the store.
+func (s *sessionStore) newSession(id, user, identity, remote string, cfg *settings) *session {
 	sum := sha256.Sum256([]byte(id))
 	ctx, cancel := context.WithCancel(context.Background())
 	sent := make(chan struct{})
@@ -109,25 +136,19 @@ func (s *sessionStore) open(r *http.Request, cfg *settings) (*session, error) {
 		tag:      hex.EncodeToString(sum[:4]),
 		store:    s,
 		created:  time.Now(),
-		remote:   r.RemoteAddr,
-		header:   forwardedHeader(r),
-		user:     authUser(r),
-		identity: identity(r),
-		events:   make(chan []byte, cfg.queueSize),
+		remote:   remote,
+		user:     user,
+		identity: identity,
+		events:   make(chan event, cfg.queueSize),
 		ctx:      ctx,
 		cancel:   cancel,
 		lastSent: sent,
 	}
-	sess.upstream, sess.endUpstream = context.WithCancel(ctx)
-	if err := s.add(sess, cfg); err != nil {
-		cancel()
-		return nil, err
+	if s.node != nil {
+		sess.wake = make(chan struct{}, 1)
 	}
-	s.logger().Info("session opened",
-		zap.String("session", sess.tag),
-		zap.String("remote", sess.remote),
-		zap.String("user", sess.user))
-	return sess, nil
+	sess.upstream, sess.endUpstream = context.WithCancel(ctx)
+	return sess
 }
 
 // stop ends the session's stream and upstream exchanges at once and
@@ -156,6 +177,9 @@ func (s *session) end(ctx context.Context, reason string) error {
 		s.mu.Unlock()
 		if upstreamID != "" {
 			s.endErr = s.deleteUpstream(ctx, upstreamID)
+		}
+		if s.store.node != nil {
+			s.forgetShared()
 		}
 		s.store.remove(s.id)
 		metrics.sessionsEnded.WithLabelValues(reason).Inc()
@@ -228,7 +252,9 @@ func (s *session) setUpstreamSession(ctx context.Context, id string) {
 	s.mu.Unlock()
 	if !current {
 		s.deleteInBackground(id)
+		return
 	}
+	s.share()
 }
 
 // deleteInBackground deletes an upstream session that nothing else will,
@@ -258,10 +284,14 @@ func (s *session) currentHeader() http.Header {
 // session of ctx.
 func (s *session) setProtocol(ctx context.Context, version string) {
 	s.mu.Lock()
-	if s.upstream == ctx {
+	current := s.upstream == ctx
+	if current {
 		s.protocol = version
 	}
 	s.mu.Unlock()
+	if current {
+		s.share()
+	}
 }
 
 // upstreamHeader adds the session's Streamable HTTP headers to h.
@@ -288,8 +318,22 @@ func setOrDel(h http.Header, key, value string) {
 // queue is full rather than drop anything, until ctx, that of the upstream
 // session the message comes from, ends.
 func (s *session) deliver(ctx context.Context, data []byte) error {
+	return s.deliverFrom(ctx, data, nil)
+}
+
+// deliverFrom is deliver for a message read from the upstream's GET
+// stream by from, if set. In a cluster, the message goes to the session's
+// log in Redis, and only if that cannot be reached, to the stream held
+// here.
+func (s *session) deliverFrom(ctx context.Context, data []byte, from *sseReader) error {
+	if s.store.node != nil {
+		err := s.appendShared(data, from)
+		if err == nil || errors.Is(err, errUnknownSession) || !s.attached.Load() {
+			return err
+		}
+	}
 	select {
-	case s.events <- data:
+	case s.events <- event{data: data}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

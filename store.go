@@ -55,7 +55,10 @@ type sessionStore struct {
 	name     string
 	upstream *upstreamClient
 	guard    *guard
-	prefix   string
+	// node is this instance's member of the store's cluster, if the
+	// handler shares its sessions; nil otherwise.
+	node   *node
+	prefix string
 	// deletes bounds the upstream DELETEs in flight, so that ending many
 	// sessions at once does not open a connection for each.
 	deletes chan struct{}
@@ -74,9 +77,9 @@ type sessionStore struct {
 	initialized map[string][]byte
 }
 
-func newSessionStore(name string, u *url.URL, prefix string, cfg *settings) *sessionStore {
+func newSessionStore(name string, u *url.URL, prefix string, cfg *settings, shared *clusterSpec) *sessionStore {
 	s := &sessionStore{
-		key:         storeKey(name, u, prefix),
+		key:         storeKey(name, u, prefix, shared),
 		name:        name,
 		upstream:    newUpstreamClient(u),
 		prefix:      prefix,
@@ -94,6 +97,9 @@ func newSessionStore(name string, u *url.URL, prefix string, cfg *settings) *ses
 		}
 		s.logger().Info("upstream protocol chosen", zap.String("upstream", u.Redacted()), zap.String("protocol", proto))
 	}
+	if shared != nil {
+		s.node = newNode(shared, s)
+	}
 	return s
 }
 
@@ -103,6 +109,9 @@ func newSessionStore(name string, u *url.URL, prefix string, cfg *settings) *ses
 func (s *sessionStore) goLive(cfg *settings) {
 	if old := s.current.Swap(cfg); old != cfg {
 		close(old.changed)
+	}
+	if s.node != nil {
+		s.node.run()
 	}
 }
 
@@ -138,6 +147,54 @@ func (s *sessionStore) get(id string) *session {
 	return s.sessions[id]
 }
 
+// lookup returns the session id for a POST: the one held here, or, in a
+// cluster, this instance's copy of one another instance opened. It
+// returns errRedisUnreachable if only Redis could tell.
+func (s *sessionStore) lookup(id string) (*session, error) {
+	sess := s.get(id)
+	if s.node == nil {
+		return sess, nil
+	}
+	if sess == nil {
+		return s.fetch(id)
+	}
+	if !sess.refresh() {
+		return nil, nil
+	}
+	return sess, nil
+}
+
+// adopt adds a copy of a session another instance opened, unless the
+// store has one already, and returns the store's.
+func (s *sessionStore) adopt(sess *session) *session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if have := s.sessions[sess.id]; have != nil {
+		sess.cancel()
+		return have
+	}
+	s.sessions[sess.id] = sess
+	metrics.sessionsActive.Inc()
+	return sess
+}
+
+// dropIfIdle forgets this instance's copy of a session of the cluster
+// once no stream is attached to it here and none of its messages is on
+// its way upstream from here: Redis holds the session, and the next
+// request for it makes a copy again.
+func (s *sessionStore) dropIfIdle(sess *session) {
+	sess.mu.Lock()
+	idle := sess.inFlight == 0 && !sess.attached.Load()
+	sess.mu.Unlock()
+	if !idle {
+		return
+	}
+	s.remove(sess.id)
+	sess.mu.Lock()
+	sess.endUpstream()
+	sess.mu.Unlock()
+}
+
 // all returns the store's sessions.
 func (s *sessionStore) all() []*session {
 	s.mu.Lock()
@@ -162,6 +219,19 @@ func (s *sessionStore) remove(id string) {
 	metrics.sessionsActive.Dec()
 }
 
+// busy reports whether a message of any session is on its way upstream.
+func (s *sessionStore) busy() bool {
+	for _, sess := range s.all() {
+		sess.mu.Lock()
+		n := sess.inFlight
+		sess.mu.Unlock()
+		if n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // ofIdentity returns the sessions opened by a caller of the identity.
 func (s *sessionStore) ofIdentity(identity string) []*session {
 	s.mu.Lock()
@@ -176,6 +246,14 @@ func (s *sessionStore) ofIdentity(identity string) []*session {
 // could not delete.
 func (s *sessionStore) endAll(reason string) {
 	all := s.all()
+	if s.node != nil {
+		// The rest of the cluster goes on with the sessions; the last
+		// instance to leave ends them all.
+		if !s.node.leave() {
+			return
+		}
+		all = s.node.everySession()
+	}
 	if len(all) == 0 {
 		return
 	}
@@ -212,6 +290,9 @@ func (s *sessionStore) Destruct() error {
 	s.closed = true
 	s.mu.Unlock()
 	s.endAll(reasonHandlerRemoved)
+	if s.node != nil {
+		s.node.stop()
+	}
 	s.upstream.close()
 	return nil
 }

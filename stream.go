@@ -3,6 +3,7 @@ package mcpsse
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"io"
 	"net/http"
@@ -94,11 +95,8 @@ func (st *stream) writeMessage(sessionID string, seq uint64, data []byte) error 
 // config apply as soon as it runs.
 func (s *session) serve(st *stream, a *attachment, seq uint64) string {
 	started := time.Now()
-	for _, ev := range s.sentAfter(seq) {
-		if err := st.writeMessage(s.id, ev.seq, ev.data); err != nil {
-			return goneReason(err)
-		}
-		s.markDelivered(ev.seq)
+	if err := s.replay(st, seq); err != nil {
+		return stopReason(err)
 	}
 	ping := time.NewTimer(st.untilPing(st.cfg.pingInterval))
 	defer ping.Stop()
@@ -106,13 +104,14 @@ func (s *session) serve(st *stream, a *attachment, seq uint64) string {
 	defer lifetime.stop()
 	for {
 		select {
-		case data := <-s.events:
-			seq := s.sent.Add(1)
-			s.recordSent(seq, data, st.cfg.queueSize)
-			if err := st.writeMessage(s.id, seq, data); err != nil {
-				return goneReason(err)
+		case ev := <-s.events:
+			if err := s.writeEvent(st, ev); err != nil {
+				return stopReason(err)
 			}
-			s.markDelivered(seq)
+		case <-s.wake:
+			if err := s.catchUp(st); err != nil && !errors.Is(err, errRedisRead) {
+				return stopReason(err)
+			}
 		case <-ping.C:
 			if err := st.writeUnbounded(pingComment); err != nil {
 				return goneReason(err)
@@ -131,10 +130,110 @@ func (s *session) serve(st *stream, a *attachment, seq uint64) string {
 				return reasonReplaced
 			case errSessionEnding:
 				return reasonShutdown
+			case errLeaseLost:
+				return reasonLeaseLost
 			}
 			return reasonClientGone
 		}
 	}
+}
+
+// stopReason names why a stream stopped for an error writing to it.
+func stopReason(err error) string {
+	switch {
+	case errors.Is(err, errLeaseLost):
+		return reasonLeaseLost
+	case errors.Is(err, errEventsLost):
+		return reasonEventsLost
+	}
+	return goneReason(err)
+}
+
+// replay writes the events after seq again, for a stream that re-attached:
+// in a cluster, from the session's log in Redis; else, or while Redis
+// cannot be reached, those this instance kept.
+func (s *session) replay(st *stream, seq uint64) error {
+	if s.store.node != nil {
+		sent, delivered := s.sent.Load(), s.delivered.Load()
+		s.sent.Store(seq)
+		s.delivered.Store(seq)
+		err := s.catchUp(st)
+		if !errors.Is(err, errRedisRead) {
+			return err
+		}
+		s.sent.Store(sent)
+		s.delivered.Store(delivered)
+	}
+	for _, ev := range s.sentAfter(seq) {
+		if err := st.writeMessage(s.id, ev.seq, ev.data); err != nil {
+			return err
+		}
+		s.markDelivered(ev.seq)
+	}
+	return nil
+}
+
+// logBatch is how many events a stream reads from a session's log at once.
+const logBatch = 256
+
+// writeEvent writes an event from the session's queue: one this instance
+// numbers now, or, in a cluster, one numbered in Redis, which the stream
+// may have written already or may find events missing before.
+func (s *session) writeEvent(st *stream, ev event) error {
+	switch last := s.sent.Load(); {
+	case ev.seq == 0:
+		ev.seq = s.sent.Add(1)
+	case ev.seq <= last:
+		return nil // read from the log already
+	case ev.seq > last+1:
+		// The log holds the ones missed, and this one; if Redis cannot
+		// be read now, the next event or wake-up tries again.
+		if err := s.catchUp(st); !errors.Is(err, errRedisRead) {
+			return err
+		}
+		return nil
+	default:
+		s.sent.Store(ev.seq)
+	}
+	return s.writeOne(st, ev)
+}
+
+// catchUp writes the events of the session's log after the last one the
+// stream wrote. It fails with errRedisRead if Redis cannot be read.
+func (s *session) catchUp(st *stream) error {
+	for {
+		evs, err := s.readLog(s.sent.Load(), logBatch)
+		if err != nil && !errors.Is(err, errEventsLost) {
+			return fmt.Errorf("%w: %w", errRedisRead, err)
+		}
+		if err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			s.sent.Store(ev.seq)
+			if err := s.writeOne(st, ev); err != nil {
+				return err
+			}
+		}
+		if len(evs) < logBatch {
+			return nil
+		}
+	}
+}
+
+// writeOne writes the numbered event ev, keeping it for a replay first. In
+// a cluster it writes nothing unless this instance knows it still holds
+// the stream.
+func (s *session) writeOne(st *stream, ev event) error {
+	s.recordSent(ev.seq, ev.data, st.cfg.queueSize)
+	if n := s.store.node; n != nil && !n.fresh() {
+		return errLeaseLost
+	}
+	if err := st.writeMessage(s.id, ev.seq, ev.data); err != nil {
+		return err
+	}
+	s.markDelivered(ev.seq)
+	return nil
 }
 
 // lifetimeTimer fires when a stream has lived its max_lifetime. Without a

@@ -72,7 +72,7 @@ func (*brokenWriter) Write([]byte) (int, error) { return 0, errors.New("connecti
 func TestFailedWriteIsWrittenAgain(t *testing.T) {
 	t.Parallel()
 	cfg := &settings{policy: policy{queueSize: 4, pingInterval: time.Hour}, logger: zap.NewNop(), changed: make(chan struct{})}
-	store := newSessionStore("", &url.URL{Scheme: "http", Host: "127.0.0.1:1"}, "", cfg)
+	store := newSessionStore("", &url.URL{Scheme: "http", Host: "127.0.0.1:1"}, "", cfg, nil)
 	defer store.upstream.close()
 	r := httptest.NewRequest(http.MethodGet, "/sse", nil)
 	sess, err := store.open(r, cfg)
@@ -80,8 +80,8 @@ func TestFailedWriteIsWrittenAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sess.cancel()
-	const event = `{"jsonrpc":"2.0","id":1,"result":{}}`
-	sess.events <- []byte(event)
+	const message = `{"jsonrpc":"2.0","id":1,"result":{}}`
+	sess.events <- event{data: []byte(message)}
 
 	a := sess.attach(r.Context())
 	if why := sess.serve(newStream(&brokenWriter{}, r, cfg), a, 0); why != reasonClientGone {
@@ -93,7 +93,7 @@ func TestFailedWriteIsWrittenAgain(t *testing.T) {
 	second := &writeNotifier{ResponseRecorder: httptest.NewRecorder(), wrote: cancel}
 	a = sess.attach(ctx)
 	sess.serve(newStream(second, r, cfg), a, sess.deliveredSeq())
-	if !strings.Contains(second.Body.String(), event) {
+	if !strings.Contains(second.Body.String(), message) {
 		t.Errorf("the second stream got %q, want the event the first could not write", second.Body.String())
 	}
 }
