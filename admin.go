@@ -24,6 +24,11 @@ func init() {
 //	GET    /mcp_sse/sessions/<id>  shows one
 //	DELETE /mcp_sse/sessions/<id>  ends one, upstream DELETE included
 //
+// For a handler that shares its sessions in a cluster, the list holds
+// every session of the cluster, with the instance that holds each one's
+// stream; a session of the cluster can be shown and ended from any
+// instance.
+//
 // Caddy loads it with the admin endpoint; it has no configuration.
 type AdminAPI struct{}
 
@@ -60,13 +65,15 @@ type sessionInfo struct {
 	MessagesInFlight int       `json:"messages_in_flight"`
 	StreamAttached   bool      `json:"stream_attached"`
 	UpstreamSession  bool      `json:"upstream_session"`
+	// Instance holds the session's stream, in a cluster.
+	Instance string `json:"instance,omitempty"`
 }
 
 func (s *session) info() sessionInfo {
 	s.mu.Lock()
 	hasUpstream, inFlight := s.upstreamID != "", s.inFlight
 	s.mu.Unlock()
-	return sessionInfo{
+	info := sessionInfo{
 		ID:               s.id,
 		Handler:          s.store.name,
 		Upstream:         s.store.upstream.url.Redacted(),
@@ -81,23 +88,43 @@ func (s *session) info() sessionInfo {
 		StreamAttached:   s.attached.Load(),
 		UpstreamSession:  hasUpstream,
 	}
+	if n := s.store.node; n != nil && info.StreamAttached {
+		info.Instance = n.id
+	}
+	return info
 }
 
-// allSessions returns the sessions of every handler.
-func allSessions() []*session {
-	var all []*session
+// allSessions returns the sessions of every handler as the admin API
+// shows them: of a cluster, every session Redis holds, or while it cannot
+// be reached, those of this instance.
+func allSessions() []sessionInfo {
+	var all []sessionInfo
 	stores.Range(func(_, v any) bool {
-		all = append(all, v.(*sessionStore).all()...)
+		st := v.(*sessionStore)
+		if st.node != nil {
+			if infos, err := st.node.sessionInfos(); err == nil {
+				all = append(all, infos...)
+				return true
+			}
+		}
+		for _, s := range st.all() {
+			all = append(all, s.info())
+		}
 		return true
 	})
 	return all
 }
 
-// findSession returns the session with the given ID, of any handler.
+// findSession returns the session with the given ID, of any handler: in a
+// cluster, this instance's copy of it.
 func findSession(id string) *session {
 	var found *session
 	stores.Range(func(_, v any) bool {
-		found = v.(*sessionStore).get(id)
+		st := v.(*sessionStore)
+		found = st.get(id)
+		if found == nil && st.node != nil {
+			found, _ = st.fetch(id)
+		}
 		return found == nil
 	})
 	return found
@@ -107,11 +134,10 @@ func (AdminAPI) serveList(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return methodNotAllowed(w, r, http.MethodGet)
 	}
-	all := allSessions()
-	slices.SortFunc(all, func(a, b *session) int { return a.created.Compare(b.created) })
-	infos := make([]sessionInfo, 0, len(all))
-	for _, s := range all {
-		infos = append(infos, s.info())
+	infos := allSessions()
+	slices.SortFunc(infos, func(a, b sessionInfo) int { return a.Created.Compare(b.Created) })
+	if infos == nil {
+		infos = []sessionInfo{}
 	}
 	return writeJSON(w, infos)
 }
@@ -129,6 +155,9 @@ func (AdminAPI) serveSession(w http.ResponseWriter, r *http.Request) error {
 		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no session %s", id)}
 	}
 	if r.Method == http.MethodGet {
+		if sess.store.node != nil {
+			defer sess.store.dropIfIdle(sess) // a copy made to show it
+		}
 		return writeJSON(w, sess.info())
 	}
 	sess.endAlone(reasonAdmin)

@@ -16,7 +16,7 @@ import (
 var update = flag.Bool("update", false, "rewrite golden files")
 
 func TestUnmarshalCaddyfile(t *testing.T) {
-	t.Parallel()
+	t.Setenv("MCP_SSE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 	tests := []struct {
 		name  string
 		input string
@@ -79,6 +79,18 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			},
 		},
 		{
+			name:  "cluster",
+			input: "mcp_sse {\n upstream http://a/mcp\n cluster redis {\n  url rediss://gw:secret@redis.internal:6380/2\n  key_prefix edge\n }\n}",
+			want: Handler{Upstream: "http://a/mcp", Cluster: &Cluster{Redis: &RedisCluster{
+				URL: "rediss://gw:secret@redis.internal:6380/2", KeyPrefix: "edge",
+			}}},
+		},
+		{
+			name:  "cluster url from the environment",
+			input: "mcp_sse {\n upstream http://a/mcp\n cluster redis {\n  url {env.MCP_SSE_TEST_REDIS}\n }\n}",
+			want:  Handler{Upstream: "http://a/mcp", Cluster: &Cluster{Redis: &RedisCluster{URL: "{env.MCP_SSE_TEST_REDIS}"}}},
+		},
+		{
 			name:  "max_lifetime zero means no limit",
 			input: "mcp_sse {\n upstream http://a/mcp\n max_lifetime 0\n}",
 			want:  Handler{Upstream: "http://a/mcp"},
@@ -108,6 +120,12 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "no origins", input: "mcp_sse {\n upstream http://a\n allowed_origins\n}", err: "wrong argument count", line: 3},
 		{name: "zero upstream timeout", input: "mcp_sse {\n upstream http://a\n upstream_timeout 0\n}", err: `upstream_timeout: duration "0" must be positive`, line: 3},
 		{name: "upstream_stream neither", input: "mcp_sse {\n upstream http://a\n upstream_stream maybe\n}", err: `upstream_stream: "maybe" is neither on nor off`, line: 3},
+		{name: "cluster without backend", input: "mcp_sse {\n upstream http://a\n cluster\n}", err: "wrong argument count", line: 3},
+		{name: "cluster unknown backend", input: "mcp_sse {\n upstream http://a\n cluster etcd {\n }\n}", err: `cluster: unknown backend "etcd", want redis`, line: 3},
+		{name: "cluster without url", input: "mcp_sse {\n upstream http://a\n cluster redis {\n  key_prefix x\n }\n}", err: "cluster redis: url is required", line: 3},
+		{name: "cluster bad url", input: "mcp_sse {\n upstream http://a\n cluster redis {\n  url http://r:secret@redis\n }\n}", err: "cluster redis: url http://r:xxxxx@redis", line: 3},
+		{name: "cluster unknown setting", input: "mcp_sse {\n upstream http://a\n cluster redis {\n  url redis://r\n  pool 5\n }\n}", err: `cluster redis: unknown subdirective "pool"`, line: 5},
+		{name: "cluster repeated setting", input: "mcp_sse {\n upstream http://a\n cluster redis {\n  url redis://r\n  url redis://s\n }\n}", err: "cluster redis: url given more than once", line: 5},
 		{name: "duration missing", input: "mcp_sse {\n upstream http://a\n max_lifetime\n}", err: "wrong argument count", line: 3},
 	}
 	for _, tc := range tests {

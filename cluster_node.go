@@ -80,6 +80,8 @@ type node struct {
 	// registered is set once the first heartbeat registered the
 	// instance: a later one that finds no membership finds it lapsed.
 	registered atomic.Bool
+	// lastBeat is when (since processStart) the last heartbeat began.
+	lastBeat atomic.Int64
 	// left is set once the instance left the cluster (see leave): it
 	// renews its membership no more.
 	left atomic.Bool
@@ -102,6 +104,7 @@ func newNode(spec *clusterSpec, store *sessionStore) *node {
 		cursors: make(map[string]uint64),
 	}
 	n.markAlive()
+	n.lastBeat.Store(n.alive.Load())
 	return n
 }
 
@@ -169,6 +172,11 @@ func (n *node) heartbeat() {
 	if n.left.Load() {
 		return
 	}
+	// A heartbeat long after the last one means this process did not run
+	// meanwhile (it was paused, say): until Redis says otherwise, another
+	// instance may have taken its streams over.
+	now := int64(time.Since(processStart))
+	paused := time.Duration(now-n.lastBeat.Swap(now)) > memberTTL-heartbeatEvery
 	alive := n.key("i", n.id)
 	var renewed bool
 	err := n.call("heartbeat", func(ctx context.Context) error {
@@ -188,17 +196,18 @@ func (n *node) heartbeat() {
 		return err
 	})
 	if err != nil {
-		n.markAlive() // Redis is down: nobody can take over meanwhile
+		if !paused {
+			n.markAlive() // Redis is down: nobody can take over meanwhile
+		}
 		return
 	}
-	lapsed := !renewed && n.registered.Swap(true)
-	n.markAlive()
-	if lapsed {
+	if !renewed && n.registered.Swap(true) {
 		n.store.logger().Warn("cluster membership had lapsed; stopping the streams held here", zap.String("instance", n.id))
 		for _, s := range n.store.all() {
 			s.dropStream(errLeaseLost)
 		}
 	}
+	n.markAlive()
 	n.retryRegistrations()
 }
 

@@ -179,6 +179,17 @@ func (s *session) refresh() bool {
 	return true
 }
 
+// inRedis reports whether Redis holds the session, or cannot be asked.
+func (s *session) inRedis() bool {
+	n := s.store.node
+	var found int64 = 1
+	_ = n.call("exists", func(ctx context.Context) (err error) {
+		found, err = n.rdb.Exists(ctx, n.key("s", s.id)).Result()
+		return err
+	})
+	return found != 0
+}
+
 // lost ends here a session whose state Redis lost (it restarted empty):
 // its stream ends and its client, told the session is unknown, starts
 // over. Its upstream session is deleted.
@@ -302,7 +313,10 @@ func (s *session) releaseInCluster(why string, cfg *settings) {
 	switch why {
 	case reasonClientGone, reasonLifetime, reasonShutdown, reasonReplaced, reasonLeaseLost:
 		if window := cfg.resumeWindow; window > 0 {
-			s.releaseShared(window)
+			if !s.releaseShared(window) && !s.inRedis() {
+				s.lost()
+				return
+			}
 			s.store.dropIfIdle(s)
 			return
 		}

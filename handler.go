@@ -130,7 +130,13 @@ func (h *Handler) serveMessage(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Retry-After", retryAfterRedis)
 		return caddyhttp.Error(http.StatusServiceUnavailable, err)
 	}
-	if sess == nil || !sess.ownedBy(authUser(r)) {
+	if sess == nil {
+		return caddyhttp.Error(http.StatusNotFound, errUnknownSession)
+	}
+	if h.store.node != nil {
+		defer h.store.dropIfIdle(sess) // a copy made for this POST
+	}
+	if !sess.ownedBy(authUser(r)) {
 		return caddyhttp.Error(http.StatusNotFound, errUnknownSession)
 	}
 	setSessionPlaceholder(r, sess.id)
