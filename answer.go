@@ -32,7 +32,7 @@ func (s *session) relayAnswer(ctx context.Context, resp *http.Response, m messag
 	to := answerTo{quiet: m.quiet, onResponse: onResponse}
 	if m.kind == kindRequest {
 		to.id = m.id
-		to.pending = s.store.node != nil && !m.quiet
+		to.pending = m.pended
 	}
 	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	switch mediaType {
@@ -94,8 +94,9 @@ func (s *session) relayErrorBody(ctx context.Context, resp *http.Response, m mes
 // answerTo says what an upstream answer answers: the request with id, if
 // any; quiet, if none of it is for the client; onResponse, if set, sees the
 // response before the client does. In a cluster, pending says that the
-// request is recorded as relayed here, and its answer's progress is too;
-// stream is the reader of the upstream's GET stream, for its messages.
+// request is recorded as relayed here (see pend), and its answer's
+// progress is too; stream is the reader of the upstream's GET stream, for
+// its messages.
 type answerTo struct {
 	id         json.RawMessage
 	quiet      bool
@@ -161,7 +162,7 @@ func (s *session) relayPayload(ctx context.Context, payload []byte, to answerTo)
 		if c := s.store.logger().Check(zapcore.DebugLevel, "relaying upstream message"); c != nil {
 			c.Write(zap.String("session", s.tag), zap.Stringer("kind", r.kind), zap.String("method", r.method))
 		}
-		if err := s.deliverFrom(ctx, eventData(r.raw), to.stream); err != nil {
+		if err := s.deliverFrom(ctx, eventData(r.raw), to); err != nil {
 			return found, err
 		}
 		metrics.messages.WithLabelValues(toClient, r.kind.String()).Inc()

@@ -50,6 +50,9 @@ var instanceID = func() string {
 	return fmt.Sprintf("%s/%d/%s", strings.ReplaceAll(host, " ", "_"), os.Getpid(), hex.EncodeToString(b[:]))
 }()
 
+// errRedisDown fails a Redis call at once while Redis is unreachable.
+var errRedisDown = errors.New("redis unreachable")
+
 // processStart anchors the monotonic times a node keeps in atomics.
 var processStart = time.Now()
 
@@ -140,8 +143,13 @@ func (n *node) fresh() bool {
 }
 
 // call runs f with a bounded context, counts and times it, and logs
-// Redis becoming unreachable and reachable again, once each.
+// Redis becoming unreachable and reachable again, once each. While Redis
+// is unreachable only the heartbeat tries it, so that what can go on
+// without Redis does not wait for it: the heartbeat finds it back.
 func (n *node) call(op string, f func(ctx context.Context) error) error {
+	if n.down.Load() && op != "heartbeat" {
+		return errRedisDown
+	}
 	ctx, cancel := context.WithTimeout(n.ctx, redisTimeout)
 	defer cancel()
 	start := time.Now()
@@ -202,13 +210,44 @@ func (n *node) heartbeat() {
 		return
 	}
 	if !renewed && n.registered.Swap(true) {
-		n.store.logger().Warn("cluster membership had lapsed; stopping the streams held here", zap.String("instance", n.id))
-		for _, s := range n.store.all() {
-			s.dropStream(errLeaseLost)
-		}
+		n.confirmLeases()
 	}
 	n.markAlive()
 	n.retryRegistrations()
+}
+
+// confirmLeases stops, after this instance's membership lapsed, the
+// streams held here whose sessions Redis no longer has this instance hold:
+// another instance reaped it, or took them over, or Redis lost them.
+func (n *node) confirmLeases() {
+	var held []*session
+	for _, s := range n.store.all() {
+		if s.attached.Load() {
+			held = append(held, s)
+		}
+	}
+	leases := make([]*redis.StringCmd, len(held))
+	err := n.call("confirm", func(ctx context.Context) error {
+		_, err := n.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, s := range held {
+				leases[i] = p.Get(ctx, n.key("l", s.id))
+			}
+			return nil
+		})
+		if errors.Is(err, redis.Nil) {
+			err = nil
+		}
+		return err
+	})
+	lost := 0
+	for i, s := range held {
+		if err != nil || leases[i].Val() != n.id+" "+strconv.FormatUint(s.epoch.Load(), 10) {
+			s.dropStream(errLeaseLost)
+			lost++
+		}
+	}
+	n.store.logger().Warn("cluster membership had lapsed; stopped the streams held here that another instance may have taken",
+		zap.String("instance", n.id), zap.Int("streams_stopped", lost), zap.Int("streams_kept", len(held)-lost))
 }
 
 // tick runs the node's periodic work until it stops.
@@ -241,6 +280,10 @@ func (n *node) listen() {
 	defer n.running.Done()
 	ps := n.rdb.Subscribe(n.ctx, n.key("c", n.id), n.key("c", "all"))
 	defer ps.Close()
+	// Receive does not return when its context ends; closing the
+	// subscription makes it.
+	stop := context.AfterFunc(n.ctx, func() { _ = ps.Close() })
+	defer stop()
 	backoff := 50 * time.Millisecond
 	for {
 		msg, err := ps.Receive(n.ctx)

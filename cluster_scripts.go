@@ -31,10 +31,14 @@ import "github.com/redis/go-redis/v9"
 // event's number and the holder's instance ("" for none), or -1 if the
 // session is not in Redis.
 //
+// It returns -2, writing nothing, if a pending record is named and
+// another instance took it over.
+//
 // KEYS: hash, log, lease. ARGV: ns, session, data, maxlen, floor,
-// upstream GET stream's event ID or "".
+// upstream GET stream's event ID or "", pending key or "", pending field.
 var appendScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if ARGV[7] ~= '' and redis.call('HEXISTS', ARGV[7], ARGV[8]) == 0 then return -2 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local floor = tonumber(ARGV[5])
 if seq <= floor then
@@ -50,6 +54,15 @@ if lease then
 	redis.call('PUBLISH', ARGV[1] .. ':c:' .. holder, 'm ' .. ARGV[2] .. ' ' .. seq .. '\n' .. ARGV[3])
 end
 return {seq, holder}
+`)
+
+// progressScript records the upstream's last event ID for a pending
+// request, if it is still pending here.
+//
+// KEYS: pending. ARGV: field, last event ID.
+var progressScript = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 1
 `)
 
 // attachScript makes an instance the holder of a session's stream under a

@@ -18,6 +18,7 @@ var (
 	errLeaseLost  = errors.New("this instance may have lost the stream to another while it could not renew its membership")
 	errEventsLost = errors.New("events for the client were trimmed from the session's log before its stream read them")
 	errRedisRead  = errors.New("reading the session's log")
+	errFenced     = errors.New("another instance finished this request")
 )
 
 // Reasons logged for streams and sessions of a cluster.
@@ -327,8 +328,10 @@ func (s *session) releaseInCluster(why string, cfg *settings) {
 
 // detachedOf returns the one session of the cluster that the identity
 // opened and no stream holds now, and the last event its streams
-// delivered; nil if there is none, or more than one. It fails only if
-// Redis cannot be reached.
+// delivered; nil if there is none, or more than one. A stream whose
+// instance missed its last heartbeat counts as gone: its client, back
+// through another instance, finds its session before the instance's
+// membership runs out. It fails only if Redis cannot be reached.
 func (st *sessionStore) detachedOf(identity string) (*session, uint64, error) {
 	n := st.node
 	var found string
@@ -338,18 +341,36 @@ func (st *sessionStore) detachedOf(identity string) (*session, uint64, error) {
 		if err != nil || len(ids) == 0 {
 			return err
 		}
-		held, err := n.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, id := range ids {
-				p.Exists(ctx, n.key("l", id))
+		leases := make([]*redis.StringCmd, len(ids))
+		if _, err := n.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, id := range ids {
+				leases[i] = p.Get(ctx, n.key("l", id))
 			}
 			return nil
-		})
-		if err != nil {
+		}); err != nil && !errors.Is(err, redis.Nil) {
 			return err
 		}
-		for i, c := range held {
-			if c.(*redis.IntCmd).Val() != 0 {
-				continue
+		holders := make([]string, len(ids))
+		alive := make([]*redis.DurationCmd, len(ids))
+		if _, err := n.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, c := range leases {
+				holders[i], _, _ = strings.Cut(c.Val(), " ")
+				if holders[i] != "" && holders[i] != n.id {
+					alive[i] = p.PTTL(ctx, n.key("i", holders[i]))
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for i := range ids {
+			switch {
+			case holders[i] == n.id:
+				if s := st.get(ids[i]); s != nil && s.attached.Load() {
+					continue
+				}
+			case alive[i] != nil && alive[i].Val() > memberTTL-heartbeatEvery*3/2:
+				continue // held by a live instance
 			}
 			if found != "" {
 				found = "" // more than one: a guess could be wrong
@@ -409,24 +430,30 @@ type event struct {
 
 // appendShared appends a message for the client to the session's log in
 // Redis, from where it reaches the stream wherever it is held. A message
-// of the upstream's GET stream, read by from, records that stream's last
-// event ID with it.
-func (s *session) appendShared(data []byte, from *sseReader) error {
+// of the upstream's GET stream (to.stream) records that stream's last
+// event ID with it. A message of the answer to a request this instance
+// recorded as pending (to.pending) is written only while the record
+// stands: else another instance finished the request (this one was paused,
+// say), and it fails with errFenced.
+func (s *session) appendShared(data []byte, to answerTo) error {
 	n := s.store.node
 	var floor uint64
 	if s.attached.Load() {
 		floor = s.sent.Load() // past what this stream numbered itself
 	}
-	listenID := ""
-	if from != nil {
-		listenID = from.lastID
+	listenID, pendingKey, pendingField := "", "", ""
+	if to.stream != nil {
+		listenID = to.stream.lastID
+	}
+	if to.pending {
+		pendingKey, pendingField = n.key("p", n.id), pendingName(s.id, to.id)
 	}
 	var holder string
 	var seq int64
 	err := n.call("append", func(ctx context.Context) error {
 		res, err := appendScript.Run(ctx, n.rdb,
 			[]string{n.key("s", s.id), n.key("e", s.id), n.key("l", s.id)},
-			n.ns, s.id, data, maxLogEvents, floor, listenID).Result()
+			n.ns, s.id, data, maxLogEvents, floor, listenID, pendingKey, pendingField).Result()
 		if err != nil {
 			return err
 		}
@@ -441,9 +468,12 @@ func (s *session) appendShared(data []byte, from *sseReader) error {
 	if err != nil {
 		return err
 	}
-	if seq < 0 {
+	switch seq {
+	case -1:
 		s.lost()
 		return errUnknownSession
+	case -2:
+		return errFenced
 	}
 	if holder != "" && holder != n.id {
 		metrics.routed.Inc()
@@ -458,20 +488,22 @@ func pendingName(sessionID string, id json.RawMessage) string {
 }
 
 // pend records, before a client request goes upstream, that this instance
-// relays it: if the instance dies, another finishes it.
-func (s *session) pend(id json.RawMessage) {
+// relays it: if the instance dies, another finishes it. It reports whether
+// the record was made.
+func (s *session) pend(id json.RawMessage) bool {
 	n := s.store.node
-	_ = n.call("pend", func(ctx context.Context) error {
+	return n.call("pend", func(ctx context.Context) error {
 		return n.rdb.HSet(ctx, n.key("p", n.id), pendingName(s.id, id), "").Err()
-	})
+	}) == nil
 }
 
 // progressed records the last event ID of the upstream's answer to a
-// pending request, from which another instance can resume it.
+// pending request, from which another instance can resume it, unless
+// another instance took the request over.
 func (s *session) progressed(id json.RawMessage, lastID string) {
 	n := s.store.node
 	_ = n.call("progress", func(ctx context.Context) error {
-		return n.rdb.HSet(ctx, n.key("p", n.id), pendingName(s.id, id), lastID).Err()
+		return progressScript.Run(ctx, n.rdb, []string{n.key("p", n.id)}, pendingName(s.id, id), lastID).Err()
 	})
 }
 

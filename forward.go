@@ -9,6 +9,11 @@ import (
 	"go.uber.org/zap"
 )
 
+// errCopyDropped refuses a POST the copy of a cluster's session it found
+// can no longer take: it left the store meanwhile, and the POST takes the
+// store's new copy.
+var errCopyDropped = errors.New("this instance's copy of the session was dropped")
+
 // errTooManyInFlight refuses a POST while the session has max_in_flight
 // messages on their way upstream.
 var errTooManyInFlight = errors.New("too many messages of this session are on their way upstream; retry later")
@@ -34,6 +39,9 @@ func (s *session) forward(msgs []message, header http.Header, cfg *settings, ver
 func (s *session) forwardLocked(msgs []message, header http.Header, cfg *settings, verdicts *postVerdicts) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.dropped {
+		return errCopyDropped
+	}
 	if s.reason != "" {
 		return errUnknownSession
 	}
@@ -95,12 +103,13 @@ func (s *session) relay(ctx context.Context, m message, header http.Header, prev
 	if s.store.node != nil && m.kind == kindRequest && !m.quiet {
 		// Recorded, so that another instance finishes it if this one
 		// dies on the way.
-		s.pend(m.id)
-		defer s.settle(m.id)
+		if m.pended = s.pend(m.id); m.pended {
+			defer s.settle(m.id)
+		}
 	}
 	err := s.exchange(ctx, m, header, release, cfg, v)
-	if err == nil || ctx.Err() != nil {
-		return
+	if err == nil || ctx.Err() != nil || errors.Is(err, errFenced) {
+		return // errFenced: another instance finished it
 	}
 	if se, ok := errors.AsType[*statusError](err); ok && se.refusesCredential() {
 		s.store.guard.refused(se)

@@ -134,7 +134,7 @@ func (h *Handler) serveMessage(w http.ResponseWriter, r *http.Request) error {
 		return caddyhttp.Error(http.StatusNotFound, errUnknownSession)
 	}
 	if h.store.node != nil {
-		defer h.store.dropIfIdle(sess) // a copy made for this POST
+		defer func() { h.store.dropIfIdle(sess) }() // a copy made for this POST
 	}
 	if !sess.ownedBy(authUser(r)) {
 		return caddyhttp.Error(http.StatusNotFound, errUnknownSession)
@@ -165,7 +165,16 @@ func (h *Handler) serveMessage(w http.ResponseWriter, r *http.Request) error {
 	if h.store.guard.isProtected() {
 		verdicts = newPostVerdicts(len(msgs))
 	}
-	switch err := sess.forward(msgs, forwardedHeader(r), h.cfg, verdicts); {
+	err = sess.forward(msgs, forwardedHeader(r), h.cfg, verdicts)
+	if errors.Is(err, errCopyDropped) {
+		// The copy found left the store as this POST came: take the new.
+		if sess, err = h.store.lookup(id); sess == nil || err != nil {
+			w.Header().Set("Retry-After", retryAfterRedis)
+			return caddyhttp.Error(http.StatusServiceUnavailable, errRedisUnreachable)
+		}
+		err = sess.forward(msgs, forwardedHeader(r), h.cfg, verdicts)
+	}
+	switch {
 	case errors.Is(err, errTooManyInFlight):
 		w.Header().Set("Retry-After", retryAfterInFlight)
 		return writeRPCError(w, http.StatusTooManyRequests, codeServerBusy, err.Error(), soleRequestID(msgs))

@@ -47,6 +47,10 @@ type message struct {
 	// quiet marks a message the gateway sends for the client: nothing
 	// the upstream answers to it reaches the client.
 	quiet bool
+	// pended marks, in a cluster, a request recorded as relayed by this
+	// instance (see pend): what its answer brings is written only while
+	// the record stands.
+	pended bool
 }
 
 // rpcError is a JSON-RPC error code with its message.

@@ -103,6 +103,7 @@ type session struct {
 	initParams  []byte        // the params of the client's initialize
 	initSeen    bool          // a client initialize was forwarded, or one made for it
 	saved       sharedState   // in a cluster, the shared state as Redis last had it from here
+	dropped     bool          // in a cluster, this copy left the store (see dropIfIdle)
 }
 
 // open starts a session for the stream request r, which the handler with
@@ -318,17 +319,17 @@ func setOrDel(h http.Header, key, value string) {
 // queue is full rather than drop anything, until ctx, that of the upstream
 // session the message comes from, ends.
 func (s *session) deliver(ctx context.Context, data []byte) error {
-	return s.deliverFrom(ctx, data, nil)
+	return s.deliverFrom(ctx, data, answerTo{})
 }
 
-// deliverFrom is deliver for a message read from the upstream's GET
-// stream by from, if set. In a cluster, the message goes to the session's
-// log in Redis, and only if that cannot be reached, to the stream held
-// here.
-func (s *session) deliverFrom(ctx context.Context, data []byte, from *sseReader) error {
+// deliverFrom is deliver for a message of the upstream's answer to, or of
+// its GET stream (to.stream). In a cluster, the message goes to the
+// session's log in Redis, and only if that cannot be reached, to the
+// stream held here.
+func (s *session) deliverFrom(ctx context.Context, data []byte, to answerTo) error {
 	if s.store.node != nil {
-		err := s.appendShared(data, from)
-		if err == nil || errors.Is(err, errUnknownSession) || !s.attached.Load() {
+		err := s.appendShared(data, to)
+		if err == nil || errors.Is(err, errUnknownSession) || errors.Is(err, errFenced) || !s.attached.Load() {
 			return err
 		}
 	}

@@ -183,18 +183,19 @@ func (s *sessionStore) adopt(sess *session) *session {
 // its way upstream from here: Redis holds the session, and the next
 // request for it makes a copy again.
 func (s *sessionStore) dropIfIdle(sess *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	sess.mu.Lock()
-	idle := sess.inFlight == 0 && !sess.attached.Load()
-	sess.mu.Unlock()
-	if !idle {
+	defer sess.mu.Unlock()
+	if sess.inFlight > 0 || sess.attached.Load() || s.sessions[sess.id] != sess {
 		return
 	}
-	s.remove(sess.id)
-	sess.mu.Lock()
-	sess.endUpstream()
-	sess.mu.Unlock()
+	// A POST that found this copy before it went takes a new one.
+	sess.dropped = true
+	delete(s.sessions, sess.id)
+	metrics.sessionsActive.Dec()
+	sess.cancel()
 }
-
 // all returns the store's sessions.
 func (s *sessionStore) all() []*session {
 	s.mu.Lock()

@@ -52,7 +52,7 @@ type config struct {
 
 func main() {
 	if len(os.Args) > 1 {
-		sub := map[string]func([]string) error{"upstream": runUpstream, "hold": runHold, "loop": runLoop}[os.Args[1]]
+		sub := map[string]func([]string) error{"upstream": runUpstream, "hold": runHold, "loop": runLoop, "cluster": runCluster}[os.Args[1]]
 		if sub != nil {
 			if err := sub(os.Args[2:]); err != nil {
 				log.Fatal(err)
