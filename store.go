@@ -196,6 +196,7 @@ func (s *sessionStore) dropIfIdle(sess *session) {
 	metrics.sessionsActive.Dec()
 	sess.cancel()
 }
+
 // all returns the store's sessions.
 func (s *sessionStore) all() []*session {
 	s.mu.Lock()
