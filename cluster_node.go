@@ -38,6 +38,10 @@ const (
 	maxDuePerSweep = 256
 	// redisTimeout bounds each Redis call.
 	redisTimeout = 2 * time.Second
+	// maxRedisWait bounds how long a message for a stream held elsewhere
+	// waits for Redis to be back; redisRetryEvery is how often it tries.
+	maxRedisWait    = 30 * time.Second
+	redisRetryEvery = 500 * time.Millisecond
 )
 
 // instanceID names this process in every cluster it joins: the host, the

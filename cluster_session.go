@@ -157,9 +157,10 @@ func (n *node) readShared(ctx context.Context, id string) (st sharedState, user,
 
 // refresh brings a session's shared state up to date from Redis before a
 // message of it goes upstream. It reports false if Redis no longer holds
-// the session, which then ends here. If Redis cannot be reached, the
-// session goes on with what this instance knows.
-func (s *session) refresh() bool {
+// the session, which then ends here. If Redis cannot be reached, it
+// reports true and the error: a session whose stream is held here goes on
+// with what this instance knows.
+func (s *session) refresh() (bool, error) {
 	n := s.store.node
 	var st sharedState
 	var ok bool
@@ -169,15 +170,15 @@ func (s *session) refresh() bool {
 	})
 	switch {
 	case err != nil:
-		return true
+		return true, err
 	case !ok:
 		s.lost()
-		return false
+		return false, nil
 	}
 	s.mu.Lock()
 	s.apply(st)
 	s.mu.Unlock()
-	return true
+	return true, nil
 }
 
 // inRedis reports whether Redis holds the session, or cannot be asked.
@@ -594,7 +595,7 @@ func (s *session) endedElsewhere() {
 // client initialized it through another instance, when its stream is held
 // here.
 func (s *session) initializedElsewhere() {
-	if s.refresh() {
+	if ok, err := s.refresh(); ok && err == nil {
 		s.listen(s.currentUpstream())
 	}
 }

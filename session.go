@@ -324,13 +324,22 @@ func (s *session) deliver(ctx context.Context, data []byte) error {
 
 // deliverFrom is deliver for a message of the upstream's answer to, or of
 // its GET stream (to.stream). In a cluster, the message goes to the
-// session's log in Redis, and only if that cannot be reached, to the
-// stream held here.
+// session's log in Redis. If Redis cannot be reached, it goes to the
+// stream held here, or, with the stream held elsewhere, waits here for
+// Redis to be back, maxRedisWait at most.
 func (s *session) deliverFrom(ctx context.Context, data []byte, to answerTo) error {
 	if s.store.node != nil {
-		err := s.appendShared(data, to)
-		if err == nil || errors.Is(err, errUnknownSession) || errors.Is(err, errFenced) || !s.attached.Load() {
-			return err
+		for waited := time.Duration(0); ; waited += redisRetryEvery {
+			err := s.appendShared(data, to)
+			if err == nil || errors.Is(err, errUnknownSession) || errors.Is(err, errFenced) {
+				return err
+			}
+			if s.attached.Load() {
+				break
+			}
+			if waited >= maxRedisWait || !sleepCtx(ctx, redisRetryEvery) {
+				return err
+			}
 		}
 	}
 	select {

@@ -149,7 +149,8 @@ func (s *sessionStore) get(id string) *session {
 
 // lookup returns the session id for a POST: the one held here, or, in a
 // cluster, this instance's copy of one another instance opened. It
-// returns errRedisUnreachable if only Redis could tell.
+// returns errRedisUnreachable if only Redis could tell, or if what the
+// upstream answers could reach the client only through Redis.
 func (s *sessionStore) lookup(id string) (*session, error) {
 	sess := s.get(id)
 	if s.node == nil {
@@ -158,8 +159,11 @@ func (s *sessionStore) lookup(id string) (*session, error) {
 	if sess == nil {
 		return s.fetch(id)
 	}
-	if !sess.refresh() {
+	switch ok, err := sess.refresh(); {
+	case !ok:
 		return nil, nil
+	case err != nil && !sess.attached.Load():
+		return nil, errRedisUnreachable
 	}
 	return sess, nil
 }
