@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -634,11 +633,4 @@ func (s *session) forgetShared() {
 			[]string{n.key("s", s.id), n.key("e", s.id), n.key("l", s.id), n.ns + ":sessions", n.ns + ":expiry"},
 			n.ns, s.id).Err()
 	})
-}
-
-// headerOf decodes a header shared as JSON.
-func headerOf(raw string) http.Header {
-	var h http.Header
-	_ = json.Unmarshal([]byte(raw), &h)
-	return h
 }

@@ -109,40 +109,6 @@ func TestClusterServesCallsFromEveryInstance(t *testing.T) {
 	}
 }
 
-// checkTSClientRun checks what testdata/tsclient/client.mjs printed, as
-// TestTypeScriptClient does: its add, its countdown with progress 1, 2, 3,
-// sampled, the sampling answer, and its 20 echoes in order.
-func checkTSClientRun(t *testing.T, stdout []byte, sampled string) {
-	t.Helper()
-	var got struct {
-		Add       string
-		Countdown string
-		Progress  []float64
-		Sampled   string
-		Echoes    []string
-	}
-	if err := json.Unmarshal(stdout, &got); err != nil {
-		t.Fatalf("client output %q: %v", stdout, err)
-	}
-	if got.Add != "42" {
-		t.Errorf("add = %q, want 42", got.Add)
-	}
-	if got.Countdown != "liftoff" || !slices.Equal(got.Progress, []float64{1, 2, 3}) {
-		t.Errorf("countdown = %q with progress %v, want liftoff after 1, 2, 3", got.Countdown, got.Progress)
-	}
-	if got.Sampled != sampled {
-		t.Errorf("sampling answer = %q, want %q", got.Sampled, sampled)
-	}
-	if len(got.Echoes) != 20 {
-		t.Errorf("%d echoes, want 20", len(got.Echoes))
-	}
-	for i, e := range got.Echoes {
-		if want := fmt.Sprintf("e%d", i); e != want {
-			t.Errorf("echo %d = %q, want %q", i, e, want)
-		}
-	}
-}
-
 // TestClusterSurvivesKillingTheStreamHolder kills, with SIGKILL, the
 // instance that holds the TypeScript client's stream while the client
 // calls a tool over and over through the load balancer. The client's

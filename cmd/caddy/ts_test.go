@@ -41,7 +41,14 @@ func runNode(t *testing.T, script string, args ...string) []byte {
 func TestTypeScriptClient(t *testing.T) {
 	up := newTestUpstream(t)
 	loadCaddyfile(t, gatewaySite(up.URL, ""))
-	stdout := runNode(t, "client.mjs", gatewayURL+"/sse")
+	checkTSClientRun(t, runNode(t, "client.mjs", gatewayURL+"/sse"), "ts answers: ping?")
+}
+
+// checkTSClientRun checks what testdata/tsclient/client.mjs printed: the
+// server and its tools, its add, its countdown with progress 1, 2, 3, the
+// sampling answer sampled, and its 20 echoes in order.
+func checkTSClientRun(t *testing.T, stdout []byte, sampled string) {
+	t.Helper()
 	var got struct {
 		Server    string
 		Tools     []string
@@ -63,8 +70,11 @@ func TestTypeScriptClient(t *testing.T) {
 	if got.Countdown != "liftoff" || !slices.Equal(got.Progress, []float64{1, 2, 3}) {
 		t.Errorf("countdown = %q with progress %v, want liftoff after 1, 2, 3", got.Countdown, got.Progress)
 	}
-	if got.Sampled != "ts answers: ping?" {
-		t.Errorf("sampling answer = %q", got.Sampled)
+	if got.Sampled != sampled {
+		t.Errorf("sampling answer = %q, want %q", got.Sampled, sampled)
+	}
+	if len(got.Echoes) != 20 {
+		t.Errorf("%d echoes, want 20", len(got.Echoes))
 	}
 	for i, e := range got.Echoes {
 		if want := fmt.Sprintf("e%d", i); e != want {

@@ -8,6 +8,7 @@
 //	node cluster.mjs http://127.0.0.1:8080/sse <call timeout ms> <Authorization>
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
+import { echoLoop } from "./echo-loop.mjs";
 
 const [url, timeout, authorization] = process.argv.slice(2);
 const out = { calls: 0, failed: 0, errors: [], losses: 0, posts: {} };
@@ -38,15 +39,6 @@ client.onerror = (err) => {
 const headers = { Authorization: authorization };
 await client.connect(new SSEClientTransport(new URL(url), { fetch: tally, requestInit: { headers } }));
 
-while (!stopped) {
-  const text = `call ${out.calls++}`;
-  try {
-    const result = await client.callTool({ name: "echo", arguments: { text } }, undefined, { timeout: Number(timeout) });
-    if (result.content[0].text !== text) throw new Error(`got ${result.content[0].text}`);
-  } catch (err) {
-    out.failed++;
-    if (out.errors.length < 5) out.errors.push(`${text}: ${err.message}`);
-  }
-}
+await echoLoop(client, out, timeout, () => !stopped);
 await client.close();
 console.log(JSON.stringify(out));

@@ -5,6 +5,7 @@
 //	node resume.mjs http://127.0.0.1:9080/sse <seconds> <call timeout ms> [<Authorization>]
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
+import { echoLoop } from "./echo-loop.mjs";
 
 const [url, seconds, timeout, authorization] = process.argv.slice(2);
 const headers = authorization ? { Authorization: authorization } : {};
@@ -18,15 +19,6 @@ client.onerror = (err) => {
 await client.connect(new SSEClientTransport(new URL(url), { requestInit: { headers } }));
 
 const deadline = Date.now() + Number(seconds) * 1000;
-while (Date.now() < deadline) {
-  const text = `call ${out.calls++}`;
-  try {
-    const result = await client.callTool({ name: "echo", arguments: { text } }, undefined, { timeout: Number(timeout) });
-    if (result.content[0].text !== text) throw new Error(`got ${result.content[0].text}`);
-  } catch (err) {
-    out.failed++;
-    if (out.errors.length < 5) out.errors.push(`${text}: ${err.message}`);
-  }
-}
+await echoLoop(client, out, timeout, () => Date.now() < deadline);
 await client.close();
 console.log(JSON.stringify(out));
