@@ -87,6 +87,8 @@ type node struct {
 	// registered is set once the first heartbeat registered the
 	// instance: a later one that finds no membership finds it lapsed.
 	registered atomic.Bool
+	// ran is set once the node's config ran.
+	ran atomic.Bool
 	// lastBeat is when (since processStart) the last heartbeat began.
 	lastBeat atomic.Int64
 	// left is set once the instance left the cluster (see leave): it
@@ -121,6 +123,7 @@ func (n *node) key(kind, name string) string { return n.ns + ":" + kind + ":" + 
 // run starts the node's loops, once, when its config runs.
 func (n *node) run() {
 	n.start.Do(func() {
+		n.ran.Store(true)
 		n.heartbeat()
 		n.running.Add(2)
 		go n.listen()

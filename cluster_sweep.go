@@ -140,7 +140,9 @@ func (n *node) endDue() {
 // finishes. It reports whether this was the last live instance, which
 // must end every session of the cluster itself.
 func (n *node) leave() (last bool) {
-	if n.left.Swap(true) {
+	if !n.ran.Load() || n.left.Swap(true) {
+		// A node whose config never ran (Caddy rejected it) changes
+		// nothing in the cluster.
 		return false
 	}
 	for _, s := range n.store.all() {
