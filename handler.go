@@ -29,19 +29,37 @@ var errUnknownSession = errors.New("unknown or ended session")
 
 // ServeHTTP serves the stream and message endpoints and passes every other
 // request to next.
+//
+// A stream's goroutine parks for the stream's whole life under this frame
+// and serveStream's, and writes the stream's events and pings from there:
+// the frames stay small and the setup's deep calls (logging, the upstream,
+// Redis) run on a goroutine of their own, so that the stack stays within
+// the 8 KiB of the goroutine of a handler that merely holds a stream.
+// Above that it doubles, and Go halves a stack again only while under a
+// quarter of it is used, which a parked stream's never is.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	serve, err := h.route(w, r, next)
+	if serve == nil {
+		return err
+	}
+	return serve(w, r)
+}
+
+// route answers a request that is not for an endpoint, or that the
+// endpoint refuses, and returns the endpoint that serves any other.
+func (h *Handler) route(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (func(http.ResponseWriter, *http.Request) error, error) {
 	path := r.URL.Path
 	if h.isMetadataPath(path) {
-		return h.serveMetadata(w, r, next)
+		return nil, h.serveMetadata(w, r, next)
 	}
 	if path != h.streamPath && path != h.messagePath {
-		return next.ServeHTTP(w, r)
+		return nil, next.ServeHTTP(w, r)
 	}
 	// Every answer of the endpoints varies by Origin, refusals included,
 	// so that no cache hands one origin's answer to another.
 	w.Header().Add("Vary", "Origin")
 	if !h.originAllowed(r) {
-		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("origin %q not allowed", r.Header.Get("Origin")))
+		return nil, caddyhttp.Error(http.StatusForbidden, fmt.Errorf("origin %q not allowed", r.Header.Get("Origin")))
 	}
 	endpoint, method, serve := "message", http.MethodPost, h.serveMessage
 	if path == h.streamPath {
@@ -50,29 +68,58 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	allowOrigin(w, r)
 	switch {
 	case isPreflight(r):
-		return answerPreflight(w, r, method)
+		return nil, answerPreflight(w, r, method)
 	case r.Method != method:
 		w.Header().Set("Allow", method)
-		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("%s not allowed on the %s endpoint", r.Method, endpoint))
+		return nil, caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("%s not allowed on the %s endpoint", r.Method, endpoint))
 	}
-	return serve(w, r)
+	return serve, nil
 }
 
 // serveStream opens a session, or re-attaches to one the client had, and
 // serves its event stream until the client leaves, the stream's lifetime is
 // up, another stream takes the session over, or the session is ended.
 func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) error {
+	var (
+		sess  *session
+		st    *stream
+		a     *attachment
+		after uint64
+		err   error
+	)
+	started := make(chan struct{})
+	go func() {
+		defer close(started)
+		sess, st, a, after, err = h.startStream(w, r)
+	}()
+	<-started
+	if sess == nil {
+		return err
+	}
+	reason := reasonClientGone
+	if err == nil {
+		reason = sess.serve(st, a, after)
+	}
+	sess.release(a, reason, st.cfg)
+	return nil
+}
+
+// startStream opens or finds the stream's session, answers the stream's
+// headers, attaches the stream and writes the endpoint event. It returns
+// no session if it answered the request itself with err, and the error of
+// writing the endpoint event if the client left meanwhile.
+func (h *Handler) startStream(w http.ResponseWriter, r *http.Request) (*session, *stream, *attachment, uint64, error) {
 	// A client without a credential the upstream takes learns it here,
 	// where clients start their authorization.
 	if se := h.store.guard.check(r, h.cfg.upstreamTimeout); se != nil {
-		return h.refuse(w, r, se)
+		return nil, nil, nil, 0, h.refuse(w, r, se)
 	}
 	sess, after, byEventID := h.store.resumable(r)
 	if sess == nil {
 		var err error
 		if sess, err = h.store.open(r, h.cfg); err != nil {
 			w.Header().Set("Retry-After", retryAfterSessions)
-			return caddyhttp.Error(http.StatusServiceUnavailable, err)
+			return nil, nil, nil, 0, caddyhttp.Error(http.StatusServiceUnavailable, err)
 		}
 	} else {
 		h.logger.Info("session resumed", zap.String("session", sess.tag), zap.Bool("last_event_id", byEventID))
@@ -93,12 +140,8 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) error {
 
 	a := sess.attach(r.Context())
 	st := newStream(w, r, h.cfg)
-	reason := reasonClientGone
-	if err := st.write(appendEndpointEvent(nil, endpointPath(r, h.Prefix)+"?sessionId="+sess.id)); err == nil {
-		reason = sess.serve(st, a, after)
-	}
-	sess.release(a, reason, st.cfg)
-	return nil
+	err := st.write(appendEndpointEvent(nil, endpointPath(r, h.Prefix)+"?sessionId="+sess.id))
+	return sess, st, a, after, err
 }
 
 // endpointPath returns the path clients POST their messages to. It is built

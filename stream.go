@@ -8,14 +8,14 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 )
 
 // stream writes events to a client's open event stream.
 type stream struct {
-	w   http.ResponseWriter
-	rc  *http.ResponseController
-	buf []byte
+	w  http.ResponseWriter
+	rc *http.ResponseController
 	// cfg are the settings the stream follows: those of the handler
 	// that serves it, then of each newer config that runs.
 	cfg *settings
@@ -47,14 +47,18 @@ func (st *stream) untilPing(interval time.Duration) time.Duration {
 // client send_timeout to take it. Any error means the client is gone or too
 // slow.
 func (st *stream) write(p []byte) error {
-	if timeout := st.cfg.sendTimeout; timeout > 0 {
-		// The deadline bounds this write only: on HTTP/2 a deadline left
-		// armed would reset the stream while it idles between events.
-		if err := st.rc.SetWriteDeadline(time.Now().Add(timeout)); err == nil {
-			defer func() { _ = st.rc.SetWriteDeadline(time.Time{}) }()
-		}
+	timeout := st.cfg.sendTimeout
+	// The deadline bounds this write only: on HTTP/2 a deadline left armed
+	// would reset the stream while it idles between events.
+	armed := timeout > 0 && st.rc.SetWriteDeadline(time.Now().Add(timeout)) == nil
+	_, err := st.w.Write(p)
+	if err == nil {
+		err = st.rc.Flush()
 	}
-	return st.writeUnbounded(p)
+	if armed {
+		_ = st.rc.SetWriteDeadline(time.Time{})
+	}
+	return err
 }
 
 // writeUnbounded writes and flushes p under the server's own write idle
@@ -78,12 +82,17 @@ func goneReason(err error) string {
 	return reasonClientGone
 }
 
+// eventBuffers holds the buffers message events are framed in, between
+// writes: an idle stream holds none.
+var eventBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
 // writeMessage writes one message event.
 func (st *stream) writeMessage(sessionID string, seq uint64, data []byte) error {
-	st.buf = appendMessageEvent(st.buf[:0], sessionID, seq, data)
-	err := st.write(st.buf)
-	if cap(st.buf) > 64<<10 {
-		st.buf = nil // don't keep a large message's buffer for the stream's life
+	buf := eventBuffers.Get().(*[]byte)
+	*buf = appendMessageEvent((*buf)[:0], sessionID, seq, data)
+	err := st.write(*buf)
+	if cap(*buf) <= 64<<10 {
+		eventBuffers.Put(buf) // a large message's buffer is not kept
 	}
 	return err
 }
@@ -94,48 +103,87 @@ func (st *stream) writeMessage(sessionID string, seq uint64, data []byte) error 
 // events after seq. It returns why it stopped. The settings of a newer
 // config apply as soon as it runs.
 func (s *session) serve(st *stream, a *attachment, seq uint64) string {
-	started := time.Now()
+	timers := newStreamTimers(st)
+	defer timers.stop()
 	if err := s.replay(st, seq); err != nil {
 		return stopReason(err)
 	}
-	ping := time.NewTimer(st.untilPing(st.cfg.pingInterval))
-	defer ping.Stop()
-	lifetime := newLifetimeTimer(started, st.cfg.maxLifetime)
-	defer lifetime.stop()
 	for {
 		select {
 		case ev := <-s.events:
-			if err := s.writeEvent(st, ev); err != nil {
+			// Numbered and kept first, then written from this frame: the
+			// goroutine's deepest calls are its writes (see ServeHTTP).
+			seq, err := s.admit(st, ev)
+			if err == nil && seq != 0 {
+				if err = st.writeMessage(s.id, seq, ev.data); err == nil {
+					s.markDelivered(seq)
+				}
+			}
+			if err != nil {
 				return stopReason(err)
 			}
 		case <-s.wake:
 			if err := s.catchUp(st); err != nil && !errors.Is(err, errRedisRead) {
 				return stopReason(err)
 			}
-		case <-ping.C:
+		case <-timers.ping.C:
 			if err := st.writeUnbounded(pingComment); err != nil {
 				return goneReason(err)
 			}
-			ping.Reset(st.untilPing(st.cfg.pingInterval))
-		case <-lifetime.c:
+			timers.nextPing(st)
+		case <-timers.lifetime.c:
 			return reasonLifetime
 		case <-st.cfg.changed:
 			st.cfg = s.store.settings()
-			ping.Reset(st.untilPing(st.cfg.pingInterval))
-			lifetime.stop()
-			lifetime = newLifetimeTimer(started, st.cfg.maxLifetime)
+			timers.follow(st)
 		case <-a.ctx.Done():
-			switch context.Cause(a.ctx) {
-			case errReplaced:
-				return reasonReplaced
-			case errSessionEnding:
-				return reasonShutdown
-			case errLeaseLost:
-				return reasonLeaseLost
-			}
-			return reasonClientGone
+			return detachReason(a)
 		}
 	}
+}
+
+// streamTimers are a stream's ping timer and lifetime timer.
+type streamTimers struct {
+	started  time.Time
+	ping     *time.Timer
+	lifetime lifetimeTimer
+}
+
+func newStreamTimers(st *stream) *streamTimers {
+	now := time.Now()
+	return &streamTimers{
+		started:  now,
+		ping:     time.NewTimer(st.untilPing(st.cfg.pingInterval)),
+		lifetime: newLifetimeTimer(now, st.cfg.maxLifetime),
+	}
+}
+
+// nextPing sets the ping timer for the stream's next ping.
+func (t *streamTimers) nextPing(st *stream) { t.ping.Reset(st.untilPing(st.cfg.pingInterval)) }
+
+// follow applies the stream's new settings to its timers.
+func (t *streamTimers) follow(st *stream) {
+	t.nextPing(st)
+	t.lifetime.stop()
+	t.lifetime = newLifetimeTimer(t.started, st.cfg.maxLifetime)
+}
+
+func (t *streamTimers) stop() {
+	t.ping.Stop()
+	t.lifetime.stop()
+}
+
+// detachReason names why an attached stream was told to stop.
+func detachReason(a *attachment) string {
+	switch context.Cause(a.ctx) {
+	case errReplaced:
+		return reasonReplaced
+	case errSessionEnding:
+		return reasonShutdown
+	case errLeaseLost:
+		return reasonLeaseLost
+	}
+	return reasonClientGone
 }
 
 // stopReason names why a stream stopped for an error writing to it.
@@ -176,26 +224,39 @@ func (s *session) replay(st *stream, seq uint64) error {
 // logBatch is how many events a stream reads from a session's log at once.
 const logBatch = 256
 
-// writeEvent writes an event from the session's queue: one this instance
-// numbers now, or, in a cluster, one numbered in Redis, which the stream
-// may have written already or may find events missing before.
-func (s *session) writeEvent(st *stream, ev event) error {
+// admit numbers an event from the session's queue and keeps it for a
+// replay, and returns its number, for the stream to write it; 0 if there
+// is nothing to write. It numbers an event this instance numbers itself;
+// in a cluster, an event numbered in Redis may have been written already,
+// or come after events the stream missed, which it writes first from the
+// log.
+func (s *session) admit(st *stream, ev event) (uint64, error) {
 	switch last := s.sent.Load(); {
 	case ev.seq == 0:
 		ev.seq = s.sent.Add(1)
 	case ev.seq <= last:
-		return nil // read from the log already
+		return 0, nil // read from the log already
 	case ev.seq > last+1:
 		// The log holds the ones missed, and this one; if Redis cannot
 		// be read now, the next event or wake-up tries again.
 		if err := s.catchUp(st); !errors.Is(err, errRedisRead) {
-			return err
+			return 0, err
 		}
-		return nil
+		return 0, nil
 	default:
 		s.sent.Store(ev.seq)
 	}
-	return s.writeOne(st, ev)
+	return ev.seq, s.keep(st, ev)
+}
+
+// keep keeps a numbered event for a replay before it is written; in a
+// cluster it fails unless this instance knows it still holds the stream.
+func (s *session) keep(st *stream, ev event) error {
+	s.recordSent(ev.seq, ev.data, st.cfg.queueSize)
+	if n := s.store.node; n != nil && !n.fresh() {
+		return errLeaseLost
+	}
+	return nil
 }
 
 // catchUp writes the events of the session's log after the last one the
@@ -221,13 +282,10 @@ func (s *session) catchUp(st *stream) error {
 	}
 }
 
-// writeOne writes the numbered event ev, keeping it for a replay first. In
-// a cluster it writes nothing unless this instance knows it still holds
-// the stream.
+// writeOne writes the numbered event ev, keeping it for a replay first.
 func (s *session) writeOne(st *stream, ev event) error {
-	s.recordSent(ev.seq, ev.data, st.cfg.queueSize)
-	if n := s.store.node; n != nil && !n.fresh() {
-		return errLeaseLost
+	if err := s.keep(st, ev); err != nil {
+		return err
 	}
 	if err := st.writeMessage(s.id, ev.seq, ev.data); err != nil {
 		return err
