@@ -71,8 +71,20 @@ type sseSession struct {
 	nextID  int64
 }
 
-// openSSE opens a session at the stream URL and initializes it.
-func openSSE(ctx context.Context, client *http.Client, streamURL string) (*sseSession, error) {
+// opening says how far openSSE takes a session.
+type opening int
+
+const (
+	// throughInitialize initializes the session, as an MCP client does.
+	throughInitialize opening = iota
+	// toEndpoint stops at the endpoint event: the hold floor has no
+	// session to initialize.
+	toEndpoint
+)
+
+// openSSE opens a session at the stream URL and, as how says, initializes
+// it.
+func openSSE(ctx context.Context, client *http.Client, streamURL string, how opening) (*sseSession, error) {
 	base, err := url.Parse(streamURL)
 	if err != nil {
 		return nil, err
@@ -119,6 +131,9 @@ func openSSE(ctx context.Context, client *http.Client, streamURL string) (*sseSe
 	case <-ctx.Done():
 		s.close()
 		return nil, ctx.Err()
+	}
+	if how == toEndpoint {
+		return s, nil
 	}
 	if err := s.initialize(ctx); err != nil {
 		s.close()

@@ -79,7 +79,7 @@ func runCluster(args []string) error {
 		{"cluster, POST on another instance", a, b},
 	} {
 		log.Printf("sequential calls: %s", pl.name)
-		s, err := openSSE(ctx, client, pl.stream.streamURL)
+		s, err := openSSE(ctx, client, pl.stream.streamURL, throughInitialize)
 		if err != nil {
 			return fmt.Errorf("%s: %w", pl.name, err)
 		}

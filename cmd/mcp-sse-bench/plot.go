@@ -57,9 +57,10 @@ type seriesStyle struct {
 
 // knownStyles holds the styles of the systems the benchmark compares.
 var knownStyles = map[string]seriesStyle{
-	"mcp_sse":        {color.RGBA{R: 0, G: 114, B: 178, A: 255}, draw.CircleGlyph{}},
-	"reverse_proxy":  {color.RGBA{R: 213, G: 94, B: 0, A: 255}, draw.PyramidGlyph{}},
-	"SDK SSE direct": {color.RGBA{R: 0, G: 158, B: 115, A: 255}, draw.BoxGlyph{}},
+	systemGateway: {color.RGBA{R: 0, G: 114, B: 178, A: 255}, draw.CircleGlyph{}},
+	systemProxy:   {color.RGBA{R: 213, G: 94, B: 0, A: 255}, draw.PyramidGlyph{}},
+	systemDirect:  {color.RGBA{R: 0, G: 158, B: 115, A: 255}, draw.BoxGlyph{}},
+	systemFloor:   {color.RGBA{R: 110, G: 110, B: 110, A: 255}, draw.CrossGlyph{}},
 }
 
 // fallbackColors and fallbackShapes style the systems not in knownStyles.

@@ -18,10 +18,11 @@ const (
 )
 
 // table renders the results as Markdown: the machine, the comparison of the
-// systems, and the gateway against its targets.
+// systems, the gateway against its targets, and every hold's memory beside
+// the hold floor's.
 func (res *results) table(cfg *config) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Machine: %s; mcp_sse with ping_interval %v.\n\n", machine(), cfg.ping)
+	fmt.Fprintf(&b, "Machine: %s; mcp_sse and the hold floor with ping_interval %v.\n\n", machine(), cfg.ping)
 
 	row := func(name string, cell func(system string) string) {
 		fmt.Fprintf(&b, "| %s |", name)
@@ -30,6 +31,16 @@ func (res *results) table(cfg *config) string {
 		}
 		b.WriteString("\n")
 	}
+	// callRow is a row of the call workloads, which the floor takes no
+	// part in.
+	callRow := func(name string, cell func(system string) string) {
+		row(name, func(s string) string {
+			if s == systemFloor {
+				return "–"
+			}
+			return cell(s)
+		})
+	}
 	fmt.Fprintf(&b, "| |")
 	for _, s := range systems {
 		fmt.Fprintf(&b, " %s |", s)
@@ -37,41 +48,38 @@ func (res *results) table(cfg *config) string {
 	b.WriteString("\n|---|")
 	b.WriteString(strings.Repeat("---:|", len(systems)))
 	b.WriteString("\n")
-	row(fmt.Sprintf("one session, %d sequential calls: p50 / p99", cfg.sequentialCalls), func(s string) string {
-		r := res.sequential[s]
-		return fmt.Sprintf("%s / %s", ms(quantile(r.latency, .5)), ms(quantile(r.latency, .99)))
-	})
-	row(fmt.Sprintf("%d sessions, closed loop: calls/s", cfg.loopSessions), func(s string) string {
-		r := res.loop[s]
-		return fmt.Sprintf("%.0f", r.rate())
-	})
-	row("… p50 / p99 latency", func(s string) string {
-		r := res.loop[s]
-		return fmt.Sprintf("%s / %s", ms(quantile(r.latency, .5)), ms(quantile(r.latency, .99)))
-	})
-	row("… failed calls", func(s string) string { return fmt.Sprint(res.loop[s].errors) })
-	row("… CPU of the server / of the MCP server behind it (cores)", func(s string) string {
-		r := res.loop[s]
-		if s == systemDirect {
-			return fmt.Sprintf("%.2f", r.cpu)
-		}
-		return fmt.Sprintf("%.2f / %.2f", r.cpu, r.upstreamCPU)
-	})
-	row("… CPU per call, all servers (µs)", func(s string) string {
-		r := res.loop[s]
-		return fmt.Sprintf("%.0f", (r.cpu+r.upstreamCPU)/r.rate()*1e6)
-	})
+	if cfg.calls {
+		callRow(fmt.Sprintf("one session, %d sequential calls: p50 / p99", cfg.sequentialCalls), func(s string) string {
+			r := res.sequential[s]
+			return fmt.Sprintf("%s / %s", ms(quantile(r.latency, .5)), ms(quantile(r.latency, .99)))
+		})
+		callRow(fmt.Sprintf("%d sessions, closed loop: calls/s", cfg.loopSessions), func(s string) string {
+			r := res.loop[s]
+			return fmt.Sprintf("%.0f", r.rate())
+		})
+		callRow("… p50 / p99 latency", func(s string) string {
+			r := res.loop[s]
+			return fmt.Sprintf("%s / %s", ms(quantile(r.latency, .5)), ms(quantile(r.latency, .99)))
+		})
+		callRow("… failed calls", func(s string) string { return fmt.Sprint(res.loop[s].errors) })
+		callRow("… CPU of the server / of the MCP server behind it (cores)", func(s string) string {
+			r := res.loop[s]
+			if s == systemDirect {
+				return fmt.Sprintf("%.2f", r.cpu)
+			}
+			return fmt.Sprintf("%.2f / %.2f", r.cpu, r.upstreamCPU)
+		})
+		callRow("… CPU per call, all servers (µs)", func(s string) string {
+			r := res.loop[s]
+			return fmt.Sprintf("%.0f", (r.cpu+r.upstreamCPU)/r.rate()*1e6)
+		})
+	}
 	for i, n := range cfg.sweep {
 		row(fmt.Sprintf("%d idle sessions: RSS per session", n), func(s string) string {
 			if i >= len(res.sweep[s]) {
 				return "–"
 			}
-			r := res.sweep[s][i]
-			cell := fmt.Sprintf("%.1f KiB", r.kibPerSession())
-			if r.failed > 0 || r.dropped > 0 {
-				cell += fmt.Sprintf(" (%d failed, %d dropped)", r.failed, r.dropped)
-			}
-			return cell
+			return rssCell(res.sweep[s][i])
 		})
 	}
 	if len(cfg.sweep) > 0 {
@@ -84,7 +92,9 @@ func (res *results) table(cfg *config) string {
 		})
 	}
 	b.WriteString("\nSDK SSE direct is the Go SDK's HTTP+SSE server with no gateway; its RSS is that server's, which\n" +
-		"also runs the tools. The others' RSS is Caddy's alone. Only mcp_sse sends keep-alive pings.\n\n")
+		"also runs the tools. The others' RSS is Caddy's alone. Only mcp_sse and the hold floor send keep-alive\n" +
+		"pings. The hold floor is bench_hold on the same Caddy build: the endpoint event, then pings, no session;\n" +
+		"it takes part in the idle holds only.\n\n")
 
 	b.WriteString("| target | measured | met |\n|---|---|:-:|\n")
 	target := func(name, measured string, met bool) {
@@ -105,41 +115,58 @@ func (res *results) table(cfg *config) string {
 			fmt.Sprintf("%.1f%%", 100*r.idleCPU), r.idleCPU <= targetIdleCPU)
 	}
 	for _, stream := range []string{streamOn, streamOff} {
-		hold(res.h1[stream], "with a TCP connection each, "+stream)
-		hold(res.h2c[stream], "over h2c, "+stream)
+		hold(res.h1.gateway[stream], "with a TCP connection each, "+stream)
+		hold(res.h2c.gateway[stream], "over h2c, "+stream)
 	}
-	gw, proxy := res.loop[systemGateway], res.loop[systemProxy]
-	if proxy.rate() > 0 {
-		ratio := gw.rate() / proxy.rate()
-		target(fmt.Sprintf("throughput, %d sessions: at least %.1fx reverse_proxy (aim 1.5x)", cfg.loopSessions, targetThroughput),
-			fmt.Sprintf("%.2fx (%.0f vs %.0f calls/s)", ratio, gw.rate(), proxy.rate()), ratio >= targetThroughput)
+	if cfg.calls {
+		gw, proxy := res.loop[systemGateway], res.loop[systemProxy]
+		if proxy.rate() > 0 {
+			ratio := gw.rate() / proxy.rate()
+			target(fmt.Sprintf("throughput, %d sessions: at least %.1fx reverse_proxy (aim 1.5x)", cfg.loopSessions, targetThroughput),
+				fmt.Sprintf("%.2fx (%.0f vs %.0f calls/s)", ratio, gw.rate(), proxy.rate()), ratio >= targetThroughput)
+		}
+		added := quantile(res.sequential[systemGateway].latency, .5) - quantile(res.upstream.latency, .5)
+		target(fmt.Sprintf("added p50 latency at most %v over calling the upstream directly", targetAddedLatency),
+			fmt.Sprintf("%s (p50 %s through mcp_sse, %s to the Streamable HTTP upstream)",
+				ms(added), ms(quantile(res.sequential[systemGateway].latency, .5)), ms(quantile(res.upstream.latency, .5))),
+			added <= targetAddedLatency)
 	}
-	added := quantile(res.sequential[systemGateway].latency, .5) - quantile(res.upstream.latency, .5)
-	target(fmt.Sprintf("added p50 latency at most %v over calling the upstream directly", targetAddedLatency),
-		fmt.Sprintf("%s (p50 %s through mcp_sse, %s to the Streamable HTTP upstream)",
-			ms(added), ms(quantile(res.sequential[systemGateway].latency, .5)), ms(quantile(res.upstream.latency, .5))),
-		added <= targetAddedLatency)
+	b.WriteString(res.floorTables(cfg))
 	return b.String()
 }
 
-// plot writes the latency and memory plots into dir.
+// rssCell is a hold's RSS per session, with its failures if any.
+func rssCell(r holdResult) string {
+	cell := fmt.Sprintf("%.1f KiB", r.kibPerSession())
+	if r.failed > 0 || r.dropped > 0 {
+		cell += fmt.Sprintf(" (%d failed, %d dropped)", r.failed, r.dropped)
+	}
+	return cell
+}
+
+// plot writes the latency and memory plots into dir; the latency plots
+// only if the call workloads ran.
 func (res *results) plot(dir string) error {
 	var seq, loop []latencySeries
 	var mem []memorySeries
 	for _, s := range systems {
-		seq = append(seq, latencySeries{System: s, Percentiles: percentilesOf(res.sequential[s].latency)})
-		loop = append(loop, latencySeries{System: s, Percentiles: percentilesOf(res.loop[s].latency)})
+		if r, ok := res.sequential[s]; ok {
+			seq = append(seq, latencySeries{System: s, Percentiles: percentilesOf(r.latency)})
+		}
+		if r, ok := res.loop[s]; ok {
+			loop = append(loop, latencySeries{System: s, Percentiles: percentilesOf(r.latency)})
+		}
 		m := memorySeries{System: s}
 		for _, r := range res.sweep[s] {
 			m.Points = append(m.Points, memoryPoint{Sessions: r.sessions, KiBPerSession: r.kibPerSession()})
 		}
 		mem = append(mem, m)
 	}
-	// The gateway at the target scale, one line per way of holding the
-	// sessions.
-	for _, stream := range []string{streamOn, streamOff} {
-		m := memorySeries{System: systemGateway + ", " + stream}
-		for _, r := range []*holdResult{res.h1[stream], res.h2c[stream]} {
+	// The holds at the target scale, one line per system and way of
+	// holding the sessions: a point for HTTP/1.1 and one for h2c.
+	targets := func(name string, rs ...*holdResult) {
+		m := memorySeries{System: name}
+		for _, r := range rs {
 			if r != nil {
 				m.Points = append(m.Points, memoryPoint{Sessions: r.sessions, KiBPerSession: r.kibPerSession()})
 			}
@@ -148,11 +175,19 @@ func (res *results) plot(dir string) error {
 			mem = append(mem, m)
 		}
 	}
-	if err := writeLatencyPlot(filepath.Join(dir, "latency-sequential.png"), "One session, sequential tools/call", seq); err != nil {
-		return err
+	for _, stream := range []string{streamOn, streamOff} {
+		targets(systemGateway+", "+stream, res.h1.gateway[stream], res.h2c.gateway[stream])
 	}
-	if err := writeLatencyPlot(filepath.Join(dir, "latency-closed-loop.png"), "1,000 sessions, closed-loop tools/call", loop); err != nil {
-		return err
+	targets(systemFloor+", target holds", res.h1.floor, res.h2c.floor)
+	if len(seq) > 0 {
+		if err := writeLatencyPlot(filepath.Join(dir, "latency-sequential.png"), "One session, sequential tools/call", seq); err != nil {
+			return err
+		}
+	}
+	if len(loop) > 0 {
+		if err := writeLatencyPlot(filepath.Join(dir, "latency-closed-loop.png"), "1,000 sessions, closed-loop tools/call", loop); err != nil {
+			return err
+		}
 	}
 	return writeMemoryPlot(filepath.Join(dir, "memory.png"), "Server RSS per idle session", mem, targetKiBPerSession)
 }

@@ -18,10 +18,14 @@ const (
 	systemGateway = "mcp_sse"
 	systemProxy   = "reverse_proxy"
 	systemDirect  = "SDK SSE direct"
+	// systemFloor is bench_hold on the same Caddy build: an endpoint
+	// event and pings, no session. It holds streams only, for the
+	// memory a stream costs Caddy whatever its handler.
+	systemFloor = "hold floor"
 )
 
 // systems is every system, in the order of the table's columns.
-var systems = []string{systemGateway, systemProxy, systemDirect}
+var systems = []string{systemGateway, systemProxy, systemDirect, systemFloor}
 
 // stopTimeout bounds a child's graceful stop, which for the gateway includes
 // deleting every upstream session.
@@ -110,9 +114,14 @@ func startUpstream(dir string, h2c bool) (*upstream, error) {
 // deployment is one system serving HTTP+SSE, ready for clients.
 type deployment struct {
 	streamURL string
-	pid       int // the process measured: the gateway, or the server itself
-	upstream  int // the MCP server's process
-	stop      func()
+	opening   opening // how far its clients open their sessions
+	pid       int     // the process measured: the gateway, or the server itself
+	upstream  int     // the MCP server's process; 0 for the floor, which has none
+	// admin is the host:port of Caddy's admin endpoint, where the
+	// benchmark's build serves /bench/memstats; empty for a system not
+	// on Caddy.
+	admin string
+	stop  func()
 }
 
 // deployOptions vary how a system is deployed.
@@ -123,7 +132,16 @@ type deployOptions struct {
 
 // deploy starts a fresh upstream and, for the systems in front of it, a
 // fresh Caddy, so that every measurement starts from processes at rest.
+// The floor has no upstream.
 func deploy(ctx context.Context, cfg *config, system string, opts deployOptions) (*deployment, error) {
+	if system == systemFloor {
+		d, err := startCaddy(ctx, cfg, system, opts, fmt.Sprintf("bench_hold {\n\t\tping_interval %v\n\t}", cfg.ping))
+		if err != nil {
+			return nil, err
+		}
+		d.opening = toEndpoint
+		return d, nil
+	}
 	up, err := startUpstream(cfg.out, cfg.upstreamH2C)
 	if err != nil {
 		return nil, err
@@ -131,27 +149,42 @@ func deploy(ctx context.Context, cfg *config, system string, opts deployOptions)
 	if system == systemDirect {
 		return &deployment{streamURL: "http://" + up.sse + "/sse", pid: up.pid(), upstream: up.pid(), stop: up.stop}, nil
 	}
-	port, err := freePort()
-	if err != nil {
-		up.stop()
-		return nil, err
-	}
-	var handler string
+	handler := "reverse_proxy " + up.sse
 	if system == systemGateway {
 		stream := ""
 		if opts.noUpstreamStream {
 			stream = "\n\t\tupstream_stream off"
 		}
 		handler = fmt.Sprintf("mcp_sse {\n\t\tupstream http://%s/mcp\n\t\tping_interval %v%s\n\t}", up.streamable, cfg.ping, stream)
-	} else {
-		handler = "reverse_proxy " + up.sse
 	}
+	d, err := startCaddy(ctx, cfg, system, opts, handler)
+	if err != nil {
+		up.stop()
+		return nil, err
+	}
+	d.upstream = up.pid()
+	stopCaddy := d.stop
+	d.stop = func() {
+		stopCaddy()
+		up.stop()
+	}
+	return d, nil
+}
+
+// startCaddy runs the benchmark's Caddy build with handler on a free
+// loopback port, and its admin endpoint on another.
+func startCaddy(ctx context.Context, cfg *config, system string, opts deployOptions, handler string) (*deployment, error) {
+	ports, err := freePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	port, adminPort := ports[0], ports[1]
 	protocols := "h1 h2"
 	if opts.h2c {
 		protocols = "h1 h2 h2c"
 	}
 	caddyfile := fmt.Sprintf(`{
-	admin off
+	admin 127.0.0.1:%d
 	persist_config off
 	servers {
 		protocols %s
@@ -162,44 +195,51 @@ http://127.0.0.1:%d {
 	bind 127.0.0.1
 	%s
 }
-`, protocols, port, handler)
+`, adminPort, protocols, port, handler)
 	path := filepath.Join(cfg.out, "Caddyfile."+strings.ReplaceAll(system, " ", "_"))
 	if err := os.WriteFile(path, []byte(caddyfile), 0o644); err != nil {
-		up.stop()
 		return nil, err
 	}
 	state := filepath.Join(cfg.out, "caddy-state")
 	env := []string{"XDG_DATA_HOME=" + state, "XDG_CONFIG_HOME=" + state}
 	caddy, _, err := startProc(filepath.Join(cfg.out, "caddy.log"), env, cfg.caddy, "run", "--adapter", "caddyfile", "--config", path)
 	if err != nil {
-		up.stop()
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	if err := waitListening(ctx, addr, caddy); err != nil {
 		caddy.stop()
-		up.stop()
 		return nil, fmt.Errorf("%s: %w (see %s)", system, err, filepath.Join(cfg.out, "caddy.log"))
 	}
 	return &deployment{
 		streamURL: "http://" + addr + "/sse",
 		pid:       caddy.pid(),
-		upstream:  up.pid(),
-		stop: func() {
-			caddy.stop()
-			up.stop()
-		},
+		admin:     fmt.Sprintf("127.0.0.1:%d", adminPort),
+		stop:      caddy.stop,
 	}, nil
 }
 
 // freePort returns a loopback port that was free a moment ago.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := freePorts(1)
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports[0], nil
+}
+
+// freePorts returns n distinct loopback ports that were free a moment ago.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close() // held until all are taken, so that none repeats
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
 }
 
 // waitListening waits until addr takes connections or p exits.

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/mcp-sse/caddy-mcp-sse/cmd/mcp-sse-bench/floor"
 )
 
 // openConcurrency is how many sessions the generator opens at once.
@@ -32,10 +34,10 @@ func inParallel(n int, fn func(i int)) {
 	wg.Wait()
 }
 
-// openSessions opens and initializes n sessions, openConcurrency at a
+// openSessions opens n sessions as far as how says, openConcurrency at a
 // time. It returns those that opened, how long that took, and the first
 // error of those that did not.
-func openSessions(ctx context.Context, client *http.Client, streamURL string, n int, progress func(opened int)) ([]*sseSession, time.Duration, int, error) {
+func openSessions(ctx context.Context, client *http.Client, streamURL string, how opening, n int, progress func(opened int)) ([]*sseSession, time.Duration, int, error) {
 	start := time.Now()
 	sessions := make([]*sseSession, n)
 	var (
@@ -47,7 +49,7 @@ func openSessions(ctx context.Context, client *http.Client, streamURL string, n 
 		if ctx.Err() != nil {
 			return
 		}
-		s, err := openSSE(ctx, client, streamURL)
+		s, err := openSSE(ctx, client, streamURL, how)
 		if err != nil {
 			failed.Add(1)
 			errOnce.Do(func() { firstErr = err })
@@ -69,7 +71,7 @@ func closeSessions(sessions []*sseSession) {
 
 // holdResult is what holding idle sessions measured.
 type holdResult struct {
-	sessions    int           // opened and initialized
+	sessions    int           // opened (and initialized, but on the floor)
 	failed      int           // failed to open
 	openErr     error         // why the first failed
 	setup       time.Duration // to open them all
@@ -79,9 +81,12 @@ type holdResult struct {
 	peakRSS     int64
 	idleCPU     float64 // share of one core used during the hold
 	holdElapsed time.Duration
+	// memBefore and memHeld are the Go runtime's memory at rest and at
+	// the end of the hold, for a system on Caddy; nil for the others.
+	memBefore, memHeld *floor.MemStats
 }
 
-// setupRate is sessions opened and initialized per second.
+// setupRate is sessions opened per second.
 func (r holdResult) setupRate() float64 { return float64(r.sessions) / r.setup.Seconds() }
 
 // kibPerSession is the server's whole resident memory per session held.
@@ -94,15 +99,43 @@ func (r holdResult) addedKiBPerSession() float64 {
 	return float64(r.held.rss-r.before.rss) / 1024 / float64(max(r.sessions, 1))
 }
 
+// sessionMem is what each session of a hold added to the Go runtime's
+// memory (bytes) and goroutines.
+type sessionMem struct {
+	heapLive, heapInUse, stacks, totalMapped, goroutines float64
+}
+
+// memPerSession is what each session added to the Go runtime's figures;
+// false if the system reports none.
+func (r holdResult) memPerSession() (sessionMem, bool) {
+	if r.memBefore == nil || r.memHeld == nil {
+		return sessionMem{}, false
+	}
+	n := float64(max(r.sessions, 1))
+	per := func(held, before uint64) float64 { return (float64(held) - float64(before)) / n }
+	b, h := r.memBefore, r.memHeld
+	return sessionMem{
+		heapLive:    per(h.HeapLive, b.HeapLive),
+		heapInUse:   per(h.HeapInUse, b.HeapInUse),
+		stacks:      per(h.Stacks, b.Stacks),
+		totalMapped: per(h.TotalMapped, b.TotalMapped),
+		goroutines:  per(h.Goroutines, b.Goroutines),
+	}, true
+}
+
 // holdIdle opens n sessions, holds them idle for hold while sampling the
-// server process, then closes them.
+// server process and, at rest and at the end, the Go runtime's memory of
+// a system on Caddy, then closes them.
 func holdIdle(ctx context.Context, client *http.Client, d *deployment, n int, hold time.Duration, logf func(string, ...any)) (holdResult, error) {
 	var r holdResult
 	var err error
 	if r.before, err = sampleProc(d.pid); err != nil {
 		return r, err
 	}
-	sessions, setup, failed, openErr := openSessions(ctx, client, d.streamURL, n, func(opened int) {
+	if r.memBefore, err = readMemStats(ctx, d); err != nil {
+		return r, err
+	}
+	sessions, setup, failed, openErr := openSessions(ctx, client, d.streamURL, d.opening, n, func(opened int) {
 		logf("  %d sessions open", opened)
 	})
 	defer closeSessions(sessions)
@@ -151,6 +184,9 @@ func holdIdle(ctx context.Context, client *http.Client, d *deployment, n int, ho
 			r.dropped++
 		}
 	}
+	if r.memHeld, err = readMemStats(ctx, d); err != nil {
+		return r, err
+	}
 	return r, nil
 }
 
@@ -172,7 +208,7 @@ func (r loadResult) rate() float64 { return float64(r.calls) / r.elapsed.Seconds
 // calls again, for warmup and then duration, which is measured.
 func closedLoop(ctx context.Context, client *http.Client, d *deployment, n int, warmup, duration time.Duration) (loadResult, error) {
 	var r loadResult
-	sessions, _, failed, err := openSessions(ctx, client, d.streamURL, n, nil)
+	sessions, _, failed, err := openSessions(ctx, client, d.streamURL, d.opening, n, nil)
 	defer closeSessions(sessions)
 	if failed > 0 {
 		return r, fmt.Errorf("%d of %d sessions failed to open: %w", failed, n, err)
@@ -291,7 +327,7 @@ func runHold(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	client := newHTTPClient(clientOptions{h2c: *h2c, sources: *sources})
-	sessions, setup, failed, err := openSessions(ctx, client, *streamURL, *n, func(opened int) {
+	sessions, setup, failed, err := openSessions(ctx, client, *streamURL, throughInitialize, *n, func(opened int) {
 		log.Printf("%d sessions open", opened)
 	})
 	defer closeSessions(sessions)
