@@ -133,21 +133,27 @@ func (n *node) endDue() {
 	}
 }
 
-// leave hands this instance's sessions over to the rest of the cluster
-// when it stops (or its handler is removed): their streams end, so that
-// their clients re-attach elsewhere, and the relays of their messages get
-// until endAllDeleteBudget to finish; what is left then, another instance
-// finishes. It reports whether this was the last live instance, which
-// must end every session of the cluster itself.
+// handOver ends the streams held here, so that their clients re-attach
+// elsewhere; the sessions live on in the cluster.
+func (n *node) handOver() {
+	for _, s := range n.store.all() {
+		s.dropStream(errSessionEnding)
+	}
+}
+
+// leave takes this instance out of the cluster when its handler goes (Caddy
+// stopped, or a reload removed it): its streams end (see handOver), the
+// relays of messages still on their way get until endAllDeleteBudget to
+// finish, and then its membership ends, so that another instance finishes
+// at once what is left. It reports whether this was the last live
+// instance, which must end every session of the cluster itself.
 func (n *node) leave() (last bool) {
 	if !n.ran.Load() || n.left.Swap(true) {
 		// A node whose config never ran (Caddy rejected it) changes
 		// nothing in the cluster.
 		return false
 	}
-	for _, s := range n.store.all() {
-		s.dropStream(errSessionEnding)
-	}
+	n.handOver()
 	deadline := time.Now().Add(endAllDeleteBudget)
 	for n.store.busy() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)

@@ -246,7 +246,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	return eventsApp.On("stopping", eventHandler(func() {
 		if caddy.Exiting() {
-			h.store.endAll(reasonShutdown)
+			h.store.shutdown()
 			// Nothing uses them again; an upstream shutting down too (one
 			// served by this Caddy, say) need not wait for their close.
 			h.store.upstream.transport.CloseIdleConnections()

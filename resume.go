@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -107,15 +108,25 @@ var (
 	errSessionEnding = errors.New("the session is ending")
 )
 
-// attachment is one stream's hold on its session.
+// attachment is one stream's hold on its session. The stream stops when
+// its client leaves (client), when the session ends (ending), or when it
+// is told to (told, with cause: another stream took over, say). It waits
+// on the three channels themselves: no context is derived per stream.
 type attachment struct {
-	// ctx ends when the stream must stop: its client left, another stream
-	// took over, or the session is ending; its cause says which, so the
-	// stream waits on one channel for all three.
-	ctx     context.Context
-	stop    context.CancelCauseFunc
-	unwatch func() bool   // stops watching the session's end
-	served  chan struct{} // closed when this stream is done
+	client <-chan struct{}
+	ending <-chan struct{}
+	told   chan struct{}
+	once   sync.Once
+	cause  error         // why it was told to stop; set before told closes
+	served chan struct{} // closed when this stream is done
+}
+
+// stop tells the stream to stop, for cause; the first cause given holds.
+func (a *attachment) stop(cause error) {
+	a.once.Do(func() {
+		a.cause = cause
+		close(a.told)
+	})
 }
 
 // attach makes the stream of the request whose context is ctx the
@@ -134,9 +145,7 @@ func (s *session) attach(ctx context.Context) *attachment {
 		s.expiry = nil
 	}
 	s.mu.Unlock()
-	a := &attachment{served: make(chan struct{})}
-	a.ctx, a.stop = context.WithCancelCause(ctx)
-	a.unwatch = context.AfterFunc(s.ctx, func() { a.stop(errSessionEnding) })
+	a := &attachment{client: ctx.Done(), ending: s.ctx.Done(), told: make(chan struct{}), served: make(chan struct{})}
 	s.stream = a
 	s.attached.Store(true)
 	if s.store.node != nil && s.registered.Load() {
@@ -152,7 +161,6 @@ func (s *session) attach(ctx context.Context) *attachment {
 // the session waiting resume_window (of cfg, the settings the stream
 // followed) for the client to come back; anything else ends the session.
 func (s *session) release(a *attachment, why string, cfg *settings) {
-	a.unwatch()
 	a.stop(nil)
 	close(a.served)
 	s.attachMu.Lock()

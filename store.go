@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 )
 
@@ -288,6 +289,18 @@ func (s *sessionStore) endAll(reason string) {
 		zap.Int64("upstream_sessions_not_deleted", failed.Load()))
 }
 
+// shutdown ends every stream at once as Caddy begins to exit. Outside a
+// cluster it ends every session too; in one it hands the sessions over
+// (see handOver), and the store leaves the cluster once Caddy's servers
+// have stopped (Destruct), when nothing can reach this instance any more.
+func (s *sessionStore) shutdown() {
+	if s.node != nil {
+		s.node.handOver()
+		return
+	}
+	s.endAll(reasonShutdown)
+}
+
 // Destruct runs when no config uses the store any more: the handler was
 // removed by a reload, or Caddy stopped. It ends the remaining sessions and
 // refuses new ones.
@@ -295,7 +308,11 @@ func (s *sessionStore) Destruct() error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
-	s.endAll(reasonHandlerRemoved)
+	reason := reasonHandlerRemoved
+	if caddy.Exiting() {
+		reason = reasonShutdown // in a cluster, the last instance ends them now
+	}
+	s.endAll(reason)
 	if s.node != nil {
 		s.node.stop()
 	}

@@ -1,7 +1,6 @@
 package mcpsse
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -136,7 +135,11 @@ func (s *session) serve(st *stream, a *attachment, seq uint64) string {
 		case <-st.cfg.changed:
 			st.cfg = s.store.settings()
 			timers.follow(st)
-		case <-a.ctx.Done():
+		case <-a.client:
+			return reasonClientGone
+		case <-a.ending:
+			return reasonShutdown
+		case <-a.told:
 			return detachReason(a)
 		}
 	}
@@ -175,7 +178,7 @@ func (t *streamTimers) stop() {
 
 // detachReason names why an attached stream was told to stop.
 func detachReason(a *attachment) string {
-	switch context.Cause(a.ctx) {
+	switch a.cause {
 	case errReplaced:
 		return reasonReplaced
 	case errSessionEnding:
