@@ -61,8 +61,13 @@ func newUpstreamTransport() *upstreamTransport {
 	h2c.Protocols = new(http.Protocols)
 	h2c.Protocols.SetUnencryptedHTTP2(true)
 	// The connections idle for as long as the sessions do: check that
-	// the upstream is still there instead of trusting a silent one.
-	h2c.HTTP2 = &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second}
+	// the upstream is still there instead of trusting a silent one. No
+	// header is indexed for compression: the sessions that share a
+	// connection send headers of their own (Mcp-Session-Id, credentials),
+	// which churned the 4 KiB table, and encoding them cost a tenth of
+	// the gateway's CPU in a closed loop; literals cost bytes on the
+	// wire only.
+	h2c.HTTP2 = &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second, MaxEncoderHeaderTableSize: 1}
 	h1.HTTP2 = h2c.HTTP2
 	t := &upstreamTransport{h1: h1, h2c: h2c}
 	t.closed, t.close = context.WithCancel(context.Background())
