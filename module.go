@@ -127,7 +127,7 @@ type Handler struct {
 	// Turns off the upstream GET stream each session otherwise holds. That
 	// stream carries what the upstream sends outside any request: list
 	// changes, log messages, its own requests to the client. It costs an
-	// upstream HTTP/2 stream (over HTTP/1.1, a connection) and about 20 KiB
+	// upstream HTTP/2 stream (over HTTP/1.1, a connection) and about 24 KiB
 	// of memory per session; an upstream that never sends such messages
 	// does not need it. Default: false, each session holds the stream.
 	DisableUpstreamStream bool `json:"disable_upstream_stream,omitempty"`
