@@ -177,7 +177,11 @@ func (h *Handler) serveMessage(w http.ResponseWriter, r *http.Request) error {
 		return caddyhttp.Error(http.StatusNotFound, errUnknownSession)
 	}
 	if h.store.node != nil {
-		defer func() { h.store.dropIfIdle(sess) }() // a copy made for this POST
+		defer func() {
+			if sess != nil {
+				h.store.dropIfIdle(sess) // a copy made for this POST
+			}
+		}()
 	}
 	if !sess.ownedBy(authUser(r)) {
 		return caddyhttp.Error(http.StatusNotFound, errUnknownSession)
@@ -211,9 +215,12 @@ func (h *Handler) serveMessage(w http.ResponseWriter, r *http.Request) error {
 	err = sess.forward(msgs, forwardedHeader(r), h.cfg, verdicts)
 	if errors.Is(err, errCopyDropped) {
 		// The copy found left the store as this POST came: take the new.
-		if sess, err = h.store.lookup(id); sess == nil || err != nil {
+		switch sess, err = h.store.lookup(id); {
+		case err != nil:
 			w.Header().Set("Retry-After", retryAfterRedis)
-			return caddyhttp.Error(http.StatusServiceUnavailable, errRedisUnreachable)
+			return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		case sess == nil:
+			return caddyhttp.Error(http.StatusNotFound, errUnknownSession)
 		}
 		err = sess.forward(msgs, forwardedHeader(r), h.cfg, verdicts)
 	}
