@@ -97,20 +97,26 @@ type node struct {
 
 	cursorsMu sync.Mutex
 	cursors   map[string]uint64 // session → delivered, not yet written
+
+	// unregistered are the sessions opened here while Redis could not be
+	// reached, which the heartbeat registers once it can.
+	unregisteredMu sync.Mutex
+	unregistered   map[*session]struct{}
 }
 
 func newNode(spec *clusterSpec, store *sessionStore) *node {
 	sum := sha256.Sum256([]byte(store.key))
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &node{
-		rdb:     redis.NewClient(spec.options),
-		spec:    spec,
-		ns:      spec.keyPrefix + ":" + hex.EncodeToString(sum[:6]),
-		id:      instanceID,
-		store:   store,
-		ctx:     ctx,
-		cancel:  cancel,
-		cursors: make(map[string]uint64),
+		rdb:          redis.NewClient(spec.options),
+		spec:         spec,
+		ns:           spec.keyPrefix + ":" + hex.EncodeToString(sum[:6]),
+		id:           instanceID,
+		store:        store,
+		ctx:          ctx,
+		cancel:       cancel,
+		cursors:      make(map[string]uint64),
+		unregistered: make(map[*session]struct{}),
 	}
 	n.markAlive()
 	n.lastBeat.Store(n.alive.Load())

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -244,6 +246,13 @@ func (s *session) register() {
 		})
 		return err
 	})
+	n.unregisteredMu.Lock()
+	if err != nil {
+		n.unregistered[s] = struct{}{}
+	} else {
+		delete(n.unregistered, s)
+	}
+	n.unregisteredMu.Unlock()
 	if err != nil {
 		return
 	}
@@ -257,13 +266,33 @@ func (s *session) register() {
 }
 
 // retryRegistrations registers the sessions opened while Redis was
-// unreachable.
+// unreachable, and forgets those that ended meanwhile.
 func (n *node) retryRegistrations() {
-	for _, s := range n.store.all() {
-		if !s.registered.Load() && !s.stopped() {
-			s.register()
+	n.unregisteredMu.Lock()
+	waiting := slices.Collect(maps.Keys(n.unregistered))
+	n.unregisteredMu.Unlock()
+	for _, s := range waiting {
+		if s.stopped() {
+			n.unregisteredMu.Lock()
+			delete(n.unregistered, s)
+			n.unregisteredMu.Unlock()
+			continue
 		}
+		s.register()
 	}
+}
+
+// numberAndHolder reads what the append and attach scripts return: a
+// number and an instance (or ""), or a lone number for a session Redis
+// does not hold.
+func numberAndHolder(res any) (int64, string) {
+	if v, ok := res.([]any); ok && len(v) == 2 {
+		n, _ := v[0].(int64)
+		holder, _ := v[1].(string)
+		return n, holder
+	}
+	n, _ := res.(int64)
+	return n, ""
 }
 
 // holdShared makes this instance the holder of the session's stream in
@@ -283,12 +312,7 @@ func (s *session) holdShared() {
 		if err != nil {
 			return err
 		}
-		if v, ok := res.([]any); ok && len(v) == 2 {
-			epoch, _ = v[0].(int64)
-			previous, _ = v[1].(string)
-		} else {
-			epoch, _ = res.(int64)
-		}
+		epoch, previous = numberAndHolder(res)
 		return nil
 	})
 	switch {
@@ -457,12 +481,7 @@ func (s *session) appendShared(data []byte, to answerTo) error {
 		if err != nil {
 			return err
 		}
-		if v, ok := res.([]any); ok && len(v) == 2 {
-			seq, _ = v[0].(int64)
-			holder, _ = v[1].(string)
-		} else {
-			seq, _ = res.(int64)
-		}
+		seq, holder = numberAndHolder(res)
 		return nil
 	})
 	if err != nil {
