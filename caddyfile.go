@@ -34,6 +34,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		queue_size       <n>
 //		upstream_timeout <duration>
 //		upstream_stream  on|off
+//		upstream_protocol auto|2026-07-28|2025-11-25
 //		public_url       <url>
 //		cluster redis {
 //			url        <redis url>
@@ -126,6 +127,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.DisableUpstreamStream = true
 			default:
 				return d.Errf("upstream_stream: %q is neither on nor off", d.Val())
+			}
+		case "upstream_protocol":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			switch d.Val() {
+			case upstreamProtocolAuto, upstreamProtocolStateless, upstreamProtocolSession:
+				h.UpstreamProtocol = d.Val()
+			default:
+				return d.Errf("upstream_protocol: %q is none of %s, %s, %s",
+					d.Val(), upstreamProtocolAuto, upstreamProtocolStateless, upstreamProtocolSession)
 			}
 		case "max_message_size":
 			if !d.NextArg() {

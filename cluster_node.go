@@ -344,6 +344,13 @@ func (n *node) hear(payload string) {
 		if s := n.store.get(rest); s != nil {
 			s.endedElsewhere()
 		}
+	case "a": // a client's answer to an input request: "<session>\n<data>"
+		id, data, _ := strings.Cut(rest, "\n")
+		if s := n.store.get(id); s != nil {
+			if m, err := parseMessage([]byte(data)); err == nil && m.kind == kindResponse {
+				s.stateless().handInput(m)
+			}
+		}
 	case "i": // a session was initialized elsewhere: "<session>"
 		if s := n.store.get(rest); s != nil {
 			go s.initializedElsewhere()
@@ -378,5 +385,14 @@ func (n *node) flushCursors() {
 			return nil
 		})
 		return err
+	})
+}
+
+// sendAnswer tells every instance of a client's answer to an input
+// request of the session id that none here waits for: the instance whose
+// call asked for it takes it.
+func (n *node) sendAnswer(id string, raw []byte) {
+	_ = n.call("answer", func(ctx context.Context) error {
+		return n.rdb.Publish(ctx, n.key("c", "all"), "a "+id+"\n"+string(raw)).Err()
 	})
 }

@@ -44,6 +44,7 @@ type sharedState struct {
 	initSeen    bool   // seen
 	initParams  string // params
 	header      string // hdr: the client's latest headers as JSON
+	logLevel    string // lvl: for an upstream that speaks revisionStateless
 }
 
 // fields returns the hash fields of st that differ from old.
@@ -60,6 +61,7 @@ func (st sharedState) fields(old sharedState) []any {
 	add("seen", boolField(st.initSeen), boolField(old.initSeen))
 	add("params", st.initParams, old.initParams)
 	add("hdr", st.header, old.header)
+	add("lvl", st.logLevel, old.logLevel)
 	return out
 }
 
@@ -80,6 +82,7 @@ func (s *session) snapshot() sharedState {
 		initSeen:    s.initSeen,
 		initParams:  string(s.initParams),
 		header:      string(hdr),
+		logLevel:    s.logLevel,
 	}
 }
 
@@ -96,6 +99,7 @@ func (s *session) apply(st sharedState) {
 		s.upstreamID = st.upstreamID
 	}
 	s.protocol, s.initialized, s.initSeen = st.protocol, st.initialized, st.initSeen
+	s.logLevel = st.logLevel
 	s.initParams = []byte(st.initParams)
 	if st.initParams == "" {
 		s.initParams = nil
@@ -134,7 +138,7 @@ func (s *session) share() {
 // readShared reads a session's shared state and who opened it. ok is
 // false if Redis does not hold the session.
 func (n *node) readShared(ctx context.Context, id string) (st sharedState, user, identity string, ok bool, err error) {
-	vals, err := n.rdb.HMGet(ctx, n.key("s", id), "up", "proto", "init", "seen", "params", "hdr", "user", "who", "created").Result()
+	vals, err := n.rdb.HMGet(ctx, n.key("s", id), "up", "proto", "init", "seen", "params", "hdr", "user", "who", "created", "lvl").Result()
 	if err != nil {
 		return st, "", "", false, err
 	}
@@ -152,6 +156,7 @@ func (n *node) readShared(ctx context.Context, id string) (st sharedState, user,
 		initSeen:    str(3) == "1",
 		initParams:  str(4),
 		header:      str(5),
+		logLevel:    str(9),
 	}
 	return st, str(6), str(7), true, nil
 }

@@ -18,6 +18,14 @@ import (
 // it during the next request is not lost.
 func (s *session) exchange(ctx context.Context, m message, header http.Header, written func(), cfg *settings, v *verdict) error {
 	initialize := m.kind == kindRequest && m.method == "initialize"
+	switch {
+	case initialize && cfg.upstreamProtocol != upstreamProtocolSession:
+		if answered, err := s.initializeStateless(ctx, m, header, written, cfg, v); answered {
+			return err
+		}
+	case s.isStateless():
+		return s.exchangeStateless(ctx, m, header, written, cfg, v)
+	}
 	initialized := m.kind == kindNotification && m.method == "notifications/initialized"
 	onWritten := written
 	if initialize || initialized {

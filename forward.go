@@ -158,6 +158,7 @@ func (s *session) startOver() {
 	s.upstream, s.endUpstream = context.WithCancel(s.ctx)
 	s.upstreamID, s.protocol = "", ""
 	s.initSeen, s.initialized = false, false
+	s.statelessState, s.logLevel = nil, ""
 drain:
 	for {
 		select {

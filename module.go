@@ -132,6 +132,18 @@ type Handler struct {
 	// does not need it. Default: false, each session holds the stream.
 	DisableUpstreamStream bool `json:"disable_upstream_stream,omitempty"`
 
+	// Which protocol revision sessions speak upstream. auto asks the
+	// upstream with server/discover (again when its answer says it is
+	// stale, at most every hour) and speaks 2026-07-28, without upstream
+	// sessions, to an upstream that offers it, and otherwise initializes
+	// an upstream session per client as the client initializes.
+	// 2026-07-28 speaks only that revision: a client's initialize fails
+	// with an upstream that does not offer it. 2025-11-25 always
+	// initializes upstream sessions, for the revision the client asks for
+	// (2024-11-05 to 2025-11-25), and never sends server/discover.
+	// Clients see the same HTTP+SSE sessions either way. Default: auto.
+	UpstreamProtocol string `json:"upstream_protocol,omitempty"`
+
 	// The URL clients open the stream at (https://mcp.example.com/sse),
 	// for an upstream that requires authorization: it is the resource in
 	// the protected-resource metadata the handler serves, which clients
@@ -195,6 +207,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.MaxInFlight == 0 {
 		h.MaxInFlight = defaultMaxInFlight
+	}
+	if h.UpstreamProtocol == "" {
+		h.UpstreamProtocol = upstreamProtocolAuto
 	}
 	u, err := parseUpstream(h.Upstream)
 	if err != nil {
@@ -268,6 +283,12 @@ func (h *Handler) Validate() error {
 	if h.SendTimeout < 0 || h.UpstreamTimeout < 0 {
 		return fmt.Errorf("send_timeout and upstream_timeout must not be negative")
 	}
+	switch h.UpstreamProtocol {
+	case upstreamProtocolAuto, upstreamProtocolStateless, upstreamProtocolSession:
+	default:
+		return fmt.Errorf("upstream_protocol must be %s, %s or %s, got %q",
+			upstreamProtocolAuto, upstreamProtocolStateless, upstreamProtocolSession, h.UpstreamProtocol)
+	}
 	for _, o := range h.AllowedOrigins {
 		if err := checkOrigin(o); err != nil {
 			return err
@@ -296,16 +317,17 @@ func (h *Handler) Cleanup() error {
 func (h *Handler) settings() *settings {
 	return &settings{
 		policy: policy{
-			pingInterval:    time.Duration(h.PingInterval),
-			maxLifetime:     time.Duration(h.MaxLifetime),
-			sendTimeout:     time.Duration(h.SendTimeout),
-			upstreamTimeout: time.Duration(h.UpstreamTimeout),
-			resumeWindow:    max(time.Duration(h.ResumeWindow), 0),
-			maxMessageSize:  h.MaxMessageSize,
-			queueSize:       h.QueueSize,
-			maxSessions:     h.MaxSessions,
-			maxInFlight:     h.MaxInFlight,
-			upstreamStream:  !h.DisableUpstreamStream,
+			pingInterval:     time.Duration(h.PingInterval),
+			maxLifetime:      time.Duration(h.MaxLifetime),
+			sendTimeout:      time.Duration(h.SendTimeout),
+			upstreamTimeout:  time.Duration(h.UpstreamTimeout),
+			resumeWindow:     max(time.Duration(h.ResumeWindow), 0),
+			maxMessageSize:   h.MaxMessageSize,
+			queueSize:        h.QueueSize,
+			maxSessions:      h.MaxSessions,
+			maxInFlight:      h.MaxInFlight,
+			upstreamStream:   !h.DisableUpstreamStream,
+			upstreamProtocol: h.UpstreamProtocol,
 		},
 		logger:  h.logger,
 		changed: make(chan struct{}),

@@ -101,9 +101,13 @@ type session struct {
 	recent      []sentEvent   // the last events written, for a replay
 	recentBytes int           // the size of their data
 	initParams  []byte        // the params of the client's initialize
+	logLevel    string        // the level of logging/setLevel, for a stateless upstream
 	initSeen    bool          // a client initialize was forwarded, or one made for it
 	saved       sharedState   // in a cluster, the shared state as Redis last had it from here
 	dropped     bool          // in a cluster, this copy left the store (see dropIfIdle)
+	// statelessState is kept for an upstream that speaks
+	// revisionStateless; nil otherwise.
+	statelessState *statelessState
 }
 
 // open starts a session for the stream request r, which the handler with

@@ -34,6 +34,9 @@ type policy struct {
 	maxSessions     int
 	maxInFlight     int
 	upstreamStream  bool // sessions hold the upstream's GET stream
+	// upstreamProtocol is upstream_protocol: auto, or the revision
+	// that sessions speak upstream.
+	upstreamProtocol string
 }
 
 // settings are one handler's policy and logger. A request follows the
@@ -56,6 +59,10 @@ type sessionStore struct {
 	name     string
 	upstream *upstreamClient
 	guard    *guard
+	// discovery learns whether the upstream speaks revisionStateless;
+	// tools keeps its tools' Mcp-Param-* headers if it does.
+	discovery discoverer
+	tools     toolHeaders
 	// node is this instance's member of the store's cluster, if the
 	// handler shares its sessions; nil otherwise.
 	node   *node

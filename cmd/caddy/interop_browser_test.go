@@ -180,10 +180,12 @@ func (b *browser) record(ev any) {
 			r.Type = ev.Type
 		}
 	case *network.EventResponseReceivedExtraInfo:
-		// The status the browser got, also for an answer its CORS check
-		// hid from the page (which then has no responseReceived).
+		// The status and headers the browser got, also for an answer its
+		// CORS check hid from the page (which then has no
+		// responseReceived), and for one whose responseReceived is still
+		// to come when the test looks.
 		if r := b.request(ev.RequestID); r.Status == 0 {
-			r.Status = ev.StatusCode
+			r.Status, r.ResponseHeaders = ev.StatusCode, ev.Headers
 		}
 	case *network.EventLoadingFailed:
 		r := b.request(ev.RequestID)

@@ -72,8 +72,11 @@ func NewHandler() http.Handler {
 //     interval_ms apart, then returns "liftoff";
 //   - sleep waits for ms milliseconds;
 //   - ask_model asks the client's model (sampling) and returns its answer.
-func NewServer() *mcp.Server {
-	s := mcp.NewServer(&mcp.Implementation{Name: "mcp-sse-demo", Version: "1.0.0"}, nil)
+func NewServer() *mcp.Server { return NewServerWith(nil) }
+
+// NewServerWith returns the demo server with opts.
+func NewServerWith(opts *mcp.ServerOptions) *mcp.Server {
+	s := mcp.NewServer(&mcp.Implementation{Name: "mcp-sse-demo", Version: "1.0.0"}, opts)
 	mcp.AddTool(s, &mcp.Tool{Name: "echo", Description: "Returns its text."}, echo)
 	mcp.AddTool(s, &mcp.Tool{Name: "add", Description: "Adds two numbers."}, add)
 	mcp.AddTool(s, &mcp.Tool{Name: "countdown", Description: "Reports progress for each step, then returns."}, countdown)

@@ -15,7 +15,8 @@ import {
   ListRootsRequestSchema,
   ResourceUpdatedNotificationSchema,
 } from "@modelcontextprotocol/sdk/types.js";
-import { answerElicitation, answerSampling, countProgress, label, roots, runOp, UpdateWaiters } from "./script-ops.js";
+import { runDriver } from "./run-driver.mjs";
+import { answerElicitation, answerSampling, roots, runOp, UpdateWaiters } from "./script-ops.js";
 
 // How long one request may take.
 const requestTimeout = 15000;
@@ -39,25 +40,4 @@ client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => updates.
 
 const transport =
   transportName === "sse" ? new SSEClientTransport(new URL(url)) : new StreamableHTTPClientTransport(new URL(url));
-try {
-  await client.connect(transport, { timeout: requestTimeout });
-} catch (err) {
-  console.error(`connecting to ${url}: ${err?.stack ?? err}`);
-  process.exit(1);
-}
-const progress = countProgress(transport);
-
-const results = [];
-for (const op of script) {
-  const out = { op: label(op) };
-  try {
-    out.result = await runOp(client, op, { timeout: requestTimeout, updates, progress });
-    out.ok = true;
-  } catch (err) {
-    out.ok = false;
-    out.error = err instanceof Error ? err.message : String(err);
-  }
-  results.push(out);
-}
-await client.close();
-process.stdout.write(JSON.stringify(results) + "\n", () => process.exit(0));
+await runDriver(client, transport, url, script, (op, opts) => runOp(client, op, opts), { timeout: requestTimeout, updates });

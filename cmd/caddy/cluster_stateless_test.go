@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// TestClusterStatelessUpstream runs the Go SDK's legacy client through the
+// load balancer in front of a server that speaks revision 2026-07-28: the
+// client's answers to the input requests of a call reach the instance that
+// made the call, whichever instance takes their POSTs, and the log level
+// it set on one instance holds for its calls on the others.
+func TestClusterStatelessUpstream(t *testing.T) {
+	up := startStatelessGoServer(t)
+	c := startCluster(t, up.url, 3, "")
+
+	tally := &instanceTally{}
+	var mu sync.Mutex
+	var logs []string
+	cs := connect(t, c.url("/sse"), &mcp.ClientOptions{
+		CreateMessageHandler: answerSampling,
+		ElicitationHandler:   answerElicitation,
+		LoggingMessageHandler: func(_ context.Context, req *mcp.LoggingMessageRequest) {
+			mu.Lock()
+			logs = append(logs, req.Params.Data.(string))
+			mu.Unlock()
+		},
+	}, &http.Client{Transport: tally})
+	ctx := bounded(t)
+	if err := cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "info"}); err != nil {
+		t.Fatalf("setting the log level: %v", err)
+	}
+	for i := range 3 {
+		if got, err := callText(ctx, cs, "sample", map[string]any{}); err != nil || got != "sampled: sampled: Say hello" {
+			t.Errorf("sample %d: %q, %v", i, got, err)
+		}
+		if got, err := callText(ctx, cs, "elicit", map[string]any{}); err != nil || got != `{"action":"accept","content":{"age":42,"name":"interop"}}` {
+			t.Errorf("elicit %d: %q, %v", i, got, err)
+		}
+		if got, err := callText(ctx, cs, "log", map[string]any{}); err != nil || got != "logged" {
+			t.Errorf("log %d: %q, %v", i, got, err)
+		}
+	}
+	posts, _, _ := tally.tally()
+	if len(posts) < 2 {
+		t.Errorf("POSTs by instance %v: want them spread over the instances", posts)
+	}
+	// Log messages come on the client's stream after the calls' results.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		got := strings.Join(logs, "; ")
+		mu.Unlock()
+		if strings.Count(got, "hello from the log tool") == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("log messages %q, want one for each of the 3 calls", got)
+		}
+	}
+}

@@ -1,0 +1,249 @@
+package mcpsse
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// codeMethodNotFound answers a method the gateway does not relay.
+const codeMethodNotFound = -32601
+
+// errCancelled ends a call the client cancelled.
+var errCancelled = errors.New("the client cancelled the request")
+
+// statelessState is what a session keeps for an upstream that speaks
+// revisionStateless and keeps nothing itself: its calls in flight, the
+// input requests the client has yet to answer, its resource
+// subscriptions. The log level the client set is the session's, shared in
+// a cluster.
+type statelessState struct {
+	mu sync.Mutex
+	// capabilities are the upstream's, as server/discover said: they
+	// tell which list changes to listen for.
+	capabilities json.RawMessage
+	calls        map[string]context.CancelCauseFunc // by the client's compact request id
+	inputs       map[string]chan message            // by the compact id of the input request
+	lastID       uint64
+	subscribed   []string // resource URIs, in the order subscribed
+	listening    *subscription
+}
+
+// stateless returns the session's stateless state, made if it has none
+// yet: a cluster's copy of a session, say. Callers do not hold s.mu.
+func (s *session) stateless() *statelessState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.statelessState == nil {
+		s.statelessState = &statelessState{
+			calls:  make(map[string]context.CancelCauseFunc),
+			inputs: make(map[string]chan message),
+		}
+	}
+	return s.statelessState
+}
+
+// isStateless reports whether the session's upstream speaks
+// revisionStateless.
+func (s *session) isStateless() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.protocol == revisionStateless
+}
+
+// newID returns a request id of the gateway's, unique in the session.
+func (st *statelessState) newID() json.RawMessage {
+	st.mu.Lock()
+	st.lastID++
+	n := st.lastID
+	st.mu.Unlock()
+	return json.RawMessage(`"caddy-mcp-sse-` + strconv.FormatUint(n, 10) + `"`)
+}
+
+// requestMeta returns what the session's requests tell the upstream.
+func (s *session) requestMeta() requestMeta {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return metaOf(s.initParams, s.logLevel)
+}
+
+// initializeStateless answers the client's initialize itself if the
+// upstream speaks revisionStateless, from what server/discover says, and
+// reports whether it did; if not, the initialize goes upstream.
+func (s *session) initializeStateless(ctx context.Context, m message, header http.Header, written func(), cfg *settings, v *verdict) (bool, error) {
+	params := initializeParams(m)
+	d, err := s.store.discovery.discover(ctx, s, params, header.Clone(), cfg)
+	if err != nil {
+		if se, ok := errors.AsType[*statusError](err); ok && se.refusesCredential() {
+			v.give(se)
+		}
+		return true, err
+	}
+	if !d.stateless {
+		if cfg.upstreamProtocol == upstreamProtocolStateless {
+			return true, errNotStateless
+		}
+		return false, nil
+	}
+	v.give(nil)
+	st := s.stateless()
+	st.mu.Lock()
+	st.capabilities = d.capabilities
+	st.mu.Unlock()
+	s.setProtocol(ctx, revisionStateless)
+	if !m.quiet {
+		s.answer(ctx, initializeAnswer(m.id, params, d))
+	}
+	written()
+	return true, nil
+}
+
+// errNotStateless fails an initialize with upstream_protocol 2026-07-28 for
+// an upstream that does not offer that revision.
+var errNotStateless = errors.New("upstream does not offer protocol revision " + revisionStateless)
+
+// answer queues the gateway's own answer to a client request.
+func (s *session) answer(ctx context.Context, data []byte) {
+	if s.deliver(ctx, data) == nil {
+		metrics.messages.WithLabelValues(toClient, kindResponse.String()).Inc()
+	}
+}
+
+// exchangeStateless handles the client's message m for an upstream that
+// speaks revisionStateless: the gateway answers what that revision
+// dropped (ping, logging/setLevel, the initialized and roots
+// notifications), takes the client's answers to the input requests it
+// made, maps subscriptions to subscriptions/listen, and sends every other
+// request upstream with the revision's _meta and headers.
+func (s *session) exchangeStateless(ctx context.Context, m message, header http.Header, written func(), cfg *settings, v *verdict) error {
+	st := s.stateless()
+	if m.kind == kindRequest {
+		switch m.method {
+		case "resources/subscribe", "resources/unsubscribe":
+			v.give(nil)
+			written()
+			return s.changeSubscription(ctx, m, cfg)
+		case "ping", "logging/setLevel", "server/discover":
+		default:
+			return s.call(ctx, m, header, written, cfg, v)
+		}
+	}
+	v.give(nil)
+	defer written()
+	switch {
+	case m.kind == kindResponse:
+		s.takeInput(m)
+	case m.method == "ping":
+		s.answer(ctx, resultResponse(m.id, struct{}{}))
+	case m.method == "logging/setLevel":
+		var p struct {
+			Params struct {
+				Level string `json:"level"`
+			} `json:"params"`
+		}
+		_ = json.Unmarshal(m.raw, &p)
+		s.mu.Lock()
+		s.logLevel = p.Params.Level
+		s.mu.Unlock()
+		s.share()
+		s.answer(ctx, resultResponse(m.id, struct{}{}))
+	case m.method == "server/discover":
+		// The client's side of the gateway is a 2024-11-05 transport
+		// whose sessions initialize, as a server of that revision has
+		// it: the client falls back to initialize.
+		s.answer(ctx, errorResponse(m.id, codeMethodNotFound, "method not found: "+m.method))
+	case m.method == "notifications/initialized":
+		s.markInitialized(ctx)
+		s.listenStateless(ctx)
+	case m.method == "notifications/cancelled":
+		st.cancelCall(m)
+	case m.method == "notifications/roots/list_changed":
+		// The revision has no such notification: every request that may
+		// need the roots asks for them again.
+	default:
+		return s.notifyStateless(ctx, m, header, cfg, v)
+	}
+	return nil
+}
+
+// notifyStateless sends a client notification the revision does not
+// define upstream as it is: an extension's, say.
+func (s *session) notifyStateless(ctx context.Context, m message, header http.Header, cfg *settings, v *verdict) error {
+	o := outgoingOf(m)
+	o.id = nil
+	resp, err := s.postStateless(ctx, o, s.requestMeta(), header, cfg, nil)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return checkStatus(resp)
+}
+
+// track records the cancel function of the client's call id.
+func (st *statelessState) track(id json.RawMessage, cancel context.CancelCauseFunc) {
+	st.mu.Lock()
+	st.calls[string(id)] = cancel
+	st.mu.Unlock()
+}
+
+func (st *statelessState) untrack(id json.RawMessage) {
+	st.mu.Lock()
+	delete(st.calls, string(id))
+	st.mu.Unlock()
+}
+
+// cancelCall ends the call that the client's notifications/cancelled
+// names, if it is in flight: its upstream request is closed, which is the
+// revision's cancellation, and the client gets no answer to it.
+func (st *statelessState) cancelCall(m message) {
+	var n struct {
+		Params struct {
+			RequestID json.RawMessage `json:"requestId"`
+		} `json:"params"`
+	}
+	if json.Unmarshal(m.raw, &n) != nil || len(n.Params.RequestID) == 0 {
+		return
+	}
+	id := string(compactJSON(n.Params.RequestID))
+	st.mu.Lock()
+	cancel := st.calls[id]
+	st.mu.Unlock()
+	if cancel != nil {
+		cancel(errCancelled)
+	}
+}
+
+// takeInput hands the client's answer m to the input request it answers.
+// In a cluster, an answer to none made here goes to every instance, one
+// of which may have made it. An answer to none (late, after its call
+// ended) is dropped.
+func (s *session) takeInput(m message) {
+	if s.stateless().handInput(m) {
+		return
+	}
+	if n := s.store.node; n != nil {
+		n.sendAnswer(s.id, m.raw)
+		return
+	}
+	if c := s.store.logger().Check(zapcore.DebugLevel, "client answered no pending input request"); c != nil {
+		c.Write(zap.String("session", s.tag), zap.ByteString("id", m.id))
+	}
+}
+
+// handInput hands m to the input request it answers, if one waits here.
+func (st *statelessState) handInput(m message) bool {
+	st.mu.Lock()
+	ch := st.inputs[string(m.id)]
+	delete(st.inputs, string(m.id))
+	st.mu.Unlock()
+	if ch != nil {
+		ch <- m // buffered for one
+	}
+	return ch != nil
+}
