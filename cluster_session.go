@@ -45,6 +45,8 @@ type sharedState struct {
 	initParams  string // params
 	header      string // hdr: the client's latest headers as JSON
 	logLevel    string // lvl: for an upstream that speaks revisionStateless
+	subscribed  string // subs: the same's resource subscriptions, as a JSON array
+	caps        string // caps: the same's capabilities
 }
 
 // fields returns the hash fields of st that differ from old.
@@ -62,6 +64,8 @@ func (st sharedState) fields(old sharedState) []any {
 	add("params", st.initParams, old.initParams)
 	add("hdr", st.header, old.header)
 	add("lvl", st.logLevel, old.logLevel)
+	add("subs", st.subscribed, old.subscribed)
+	add("caps", st.caps, old.caps)
 	return out
 }
 
@@ -83,7 +87,18 @@ func (s *session) snapshot() sharedState {
 		initParams:  string(s.initParams),
 		header:      string(hdr),
 		logLevel:    s.logLevel,
+		subscribed:  subscribedField(s.subscribed),
+		caps:        string(s.upstreamCaps),
 	}
+}
+
+// subscribedField is the subs field of resource subscriptions.
+func subscribedField(uris []string) string {
+	if len(uris) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(uris)
+	return string(b)
 }
 
 // apply sets the session's state to what Redis holds. Callers hold s.mu.
@@ -100,6 +115,12 @@ func (s *session) apply(st sharedState) {
 	}
 	s.protocol, s.initialized, s.initSeen = st.protocol, st.initialized, st.initSeen
 	s.logLevel = st.logLevel
+	s.subscribed = nil
+	_ = json.Unmarshal([]byte(st.subscribed), &s.subscribed)
+	s.upstreamCaps = nil
+	if st.caps != "" {
+		s.upstreamCaps = json.RawMessage(st.caps)
+	}
 	s.initParams = []byte(st.initParams)
 	if st.initParams == "" {
 		s.initParams = nil
@@ -138,7 +159,7 @@ func (s *session) share() {
 // readShared reads a session's shared state and who opened it. ok is
 // false if Redis does not hold the session.
 func (n *node) readShared(ctx context.Context, id string) (st sharedState, user, identity string, ok bool, err error) {
-	vals, err := n.rdb.HMGet(ctx, n.key("s", id), "up", "proto", "init", "seen", "params", "hdr", "user", "who", "created", "lvl").Result()
+	vals, err := n.rdb.HMGet(ctx, n.key("s", id), "up", "proto", "init", "seen", "params", "hdr", "user", "who", "created", "lvl", "subs", "caps").Result()
 	if err != nil {
 		return st, "", "", false, err
 	}
@@ -157,6 +178,8 @@ func (n *node) readShared(ctx context.Context, id string) (st sharedState, user,
 		initParams:  str(4),
 		header:      str(5),
 		logLevel:    str(9),
+		subscribed:  str(10),
+		caps:        str(11),
 	}
 	return st, str(6), str(7), true, nil
 }
@@ -631,8 +654,10 @@ func (s *session) currentUpstream() context.Context {
 }
 
 // announceInitialized tells the instance holding the session's stream, if
-// another, that the session is initialized, so that it opens the
-// upstream's GET stream.
+// another, that the session is initialized, or that its resource
+// subscriptions changed, so that it brings its copy up to date and opens
+// the upstream's GET stream (for an upstream of revisionStateless, its
+// subscriptions/listen stream) for it.
 func (s *session) announceInitialized() {
 	n := s.store.node
 	if n == nil || s.attached.Load() {

@@ -158,7 +158,7 @@ func (s *session) startOver() {
 	s.upstream, s.endUpstream = context.WithCancel(s.ctx)
 	s.upstreamID, s.protocol = "", ""
 	s.initSeen, s.initialized = false, false
-	s.statelessState, s.logLevel = nil, ""
+	s.statelessState, s.logLevel, s.subscribed, s.upstreamCaps = nil, "", nil, nil
 drain:
 	for {
 		select {

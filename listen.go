@@ -62,6 +62,10 @@ func (s *session) markInitialized(ctx context.Context) {
 // the handler's config turns the stream off. It returns the relay it
 // started, or nil.
 func (s *session) listen(ctx context.Context) *listenRun {
+	if s.isStateless() {
+		s.relisten(ctx)
+		return nil
+	}
 	if !s.store.settings().upstreamStream {
 		return nil
 	}

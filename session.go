@@ -2,6 +2,7 @@ package mcpsse
 
 import (
 	"context"
+	"encoding/json"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -102,6 +103,10 @@ type session struct {
 	recentBytes int           // the size of their data
 	initParams  []byte        // the params of the client's initialize
 	logLevel    string        // the level of logging/setLevel, for a stateless upstream
+	subscribed  []string      // the resources subscribed to, for a stateless upstream
+	// upstreamCaps are a stateless upstream's capabilities, as its
+	// server/discover said: they tell which list changes to listen for.
+	upstreamCaps json.RawMessage
 	initSeen    bool          // a client initialize was forwarded, or one made for it
 	saved       sharedState   // in a cluster, the shared state as Redis last had it from here
 	dropped     bool          // in a cluster, this copy left the store (see dropIfIdle)

@@ -20,18 +20,14 @@ var errCancelled = errors.New("the client cancelled the request")
 
 // statelessState is what a session keeps for an upstream that speaks
 // revisionStateless and keeps nothing itself: its calls in flight, the
-// input requests the client has yet to answer, its resource
-// subscriptions. The log level the client set is the session's, shared in
-// a cluster.
+// input requests the client has yet to answer, its subscriptions/listen
+// stream. The log level and the resources the client subscribed to are the
+// session's, shared in a cluster.
 type statelessState struct {
 	mu sync.Mutex
-	// capabilities are the upstream's, as server/discover said: they
-	// tell which list changes to listen for.
-	capabilities json.RawMessage
 	calls        map[string]context.CancelCauseFunc // by the client's compact request id
 	inputs       map[string]chan message            // by the compact id of the input request
 	lastID       uint64
-	subscribed   []string // resource URIs, in the order subscribed
 	listening    *subscription
 }
 
@@ -92,10 +88,9 @@ func (s *session) initializeStateless(ctx context.Context, m message, header htt
 		return false, nil
 	}
 	v.give(nil)
-	st := s.stateless()
-	st.mu.Lock()
-	st.capabilities = d.capabilities
-	st.mu.Unlock()
+	s.mu.Lock()
+	s.upstreamCaps = d.capabilities
+	s.mu.Unlock()
 	s.setProtocol(ctx, revisionStateless)
 	if !m.quiet {
 		s.answer(ctx, initializeAnswer(m.id, params, d))

@@ -57,21 +57,34 @@ type subscription struct {
 	prev []*subscription
 }
 
+// upstreamCapabilities are what the session needs of the upstream's
+// capabilities.
+type upstreamCapabilities map[string]struct {
+	ListChanged bool `json:"listChanged"`
+	Subscribe   bool `json:"subscribe"`
+}
+
 // listenFor returns what the session listens for: the list changes the
 // upstream announces (if the handler holds upstream streams) and the
-// client's resources. Callers hold st.mu.
-func (st *statelessState) listenFor(upstreamStream bool) listenFilter {
-	f := listenFilter{ResourceSubscriptions: slices.Clone(st.subscribed)}
+// client's resources.
+func (s *session) listenFor(upstreamStream bool) listenFilter {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := listenFilter{ResourceSubscriptions: slices.Clone(s.subscribed)}
 	if upstreamStream {
-		var caps map[string]struct {
-			ListChanged bool `json:"listChanged"`
-		}
-		_ = json.Unmarshal(st.capabilities, &caps)
+		caps := upstreamCapabilitiesOf(s.upstreamCaps)
 		f.ToolsListChanged = caps["tools"].ListChanged
 		f.PromptsListChanged = caps["prompts"].ListChanged
 		f.ResourcesListChanged = caps["resources"].ListChanged
 	}
 	return f
+}
+
+// upstreamCapabilitiesOf reads an upstream's capabilities.
+func upstreamCapabilitiesOf(raw json.RawMessage) upstreamCapabilities {
+	var caps upstreamCapabilities
+	_ = json.Unmarshal(raw, &caps)
+	return caps
 }
 
 // listenStateless opens the session's subscriptions/listen stream, if it
@@ -98,15 +111,10 @@ func (s *session) relisten(ctx context.Context) *subscription {
 	if s.store.node != nil && !s.attached.Load() {
 		return nil
 	}
+	f := s.listenFor(s.store.settings().upstreamStream)
 	st := s.stateless()
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.capabilities == nil {
-		if d := s.store.discovery.lastStateless(); d != nil {
-			st.capabilities = d.capabilities
-		}
-	}
-	f := st.listenFor(s.store.settings().upstreamStream)
 	old := st.listening
 	if old != nil && old.ctx.Err() == nil && old.filter.equal(f) {
 		return old
@@ -234,17 +242,31 @@ func (s *session) changeSubscription(ctx context.Context, m message, cfg *settin
 	}
 	uri := p.Params.URI
 	subscribe := m.method == "resources/subscribe"
-	st := s.stateless()
-	st.mu.Lock()
-	i := slices.Index(st.subscribed, uri)
+	s.mu.Lock()
+	takes := upstreamCapabilitiesOf(s.upstreamCaps)["resources"].Subscribe
+	s.mu.Unlock()
+	if subscribe && !takes {
+		s.answer(ctx, errorResponse(m.id, codeMethodNotFound, "the upstream takes no resource subscriptions"))
+		return nil
+	}
+	s.mu.Lock()
+	i := slices.Index(s.subscribed, uri)
 	switch {
 	case subscribe && i < 0:
-		st.subscribed = append(st.subscribed, uri)
+		s.subscribed = append(s.subscribed, uri)
 	case !subscribe && i >= 0:
-		st.subscribed = slices.Delete(st.subscribed, i, i+1)
+		s.subscribed = slices.Delete(s.subscribed, i, i+1)
 	}
-	st.mu.Unlock()
+	s.mu.Unlock()
+	s.share()
 	sub := s.relisten(ctx)
+	if s.store.node != nil && !s.attached.Load() {
+		// The instance that holds the client's stream listens: it
+		// learns of the change, and the client's answer comes from here.
+		s.announceInitialized()
+		s.answer(ctx, resultResponse(m.id, struct{}{}))
+		return nil
+	}
 	if !subscribe || sub == nil {
 		s.answer(ctx, resultResponse(m.id, struct{}{}))
 		return nil
@@ -272,13 +294,3 @@ func (s *session) changeSubscription(ctx context.Context, m message, cfg *settin
 	return nil
 }
 
-// lastStateless returns the latest discovery if it found the upstream
-// stateless.
-func (d *discoverer) lastStateless() *discovery {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.last != nil && d.last.stateless {
-		return d.last
-	}
-	return nil
-}

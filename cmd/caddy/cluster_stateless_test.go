@@ -14,8 +14,9 @@ import (
 // TestClusterStatelessUpstream runs the Go SDK's legacy client through the
 // load balancer in front of a server that speaks revision 2026-07-28: the
 // client's answers to the input requests of a call reach the instance that
-// made the call, whichever instance takes their POSTs, and the log level
-// it set on one instance holds for its calls on the others.
+// made the call, whichever instance takes their POSTs; the log level it
+// set on one instance holds for its calls on the others; and a resource it
+// subscribed to on any instance sends its updates to its stream.
 func TestClusterStatelessUpstream(t *testing.T) {
 	up := startStatelessGoServer(t)
 	c := startCluster(t, up.url, 3, "")
@@ -23,9 +24,16 @@ func TestClusterStatelessUpstream(t *testing.T) {
 	tally := &instanceTally{}
 	var mu sync.Mutex
 	var logs []string
+	updated := make(chan struct{}, 1)
 	cs := connect(t, c.url("/sse"), &mcp.ClientOptions{
 		CreateMessageHandler: answerSampling,
 		ElicitationHandler:   answerElicitation,
+		ResourceUpdatedHandler: func(context.Context, *mcp.ResourceUpdatedNotificationRequest) {
+			select {
+			case updated <- struct{}{}:
+			default:
+			}
+		},
 		LoggingMessageHandler: func(_ context.Context, req *mcp.LoggingMessageRequest) {
 			mu.Lock()
 			logs = append(logs, req.Params.Data.(string))
@@ -45,6 +53,24 @@ func TestClusterStatelessUpstream(t *testing.T) {
 		}
 		if got, err := callText(ctx, cs, "log", map[string]any{}); err != nil || got != "logged" {
 			t.Errorf("log %d: %q, %v", i, got, err)
+		}
+	}
+	// Subscribed three times over, from whichever instances the POSTs
+	// reach: each time the updates come to the stream.
+	for i := range 3 {
+		if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: "interop://greeting"}); err != nil {
+			t.Fatalf("subscribe %d: %v", i, err)
+		}
+		for len(updated) > 0 {
+			<-updated // one that came before this subscription
+		}
+		select {
+		case <-updated:
+		case <-ctx.Done():
+			t.Fatalf("subscribe %d: no notifications/resources/updated", i)
+		}
+		if err := cs.Unsubscribe(ctx, &mcp.UnsubscribeParams{URI: "interop://greeting"}); err != nil {
+			t.Fatalf("unsubscribe %d: %v", i, err)
 		}
 	}
 	posts, _, _ := tally.tally()
