@@ -57,6 +57,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				queue_size 8
 				upstream_timeout 1m
 				upstream_stream off
+				upstream_protocol 2026-07-28
 				public_url https://mcp.example.com/api/sse
 			}`,
 			want: Handler{
@@ -75,6 +76,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				UpstreamTimeout: caddy.Duration(time.Minute),
 
 				DisableUpstreamStream: true,
+				UpstreamProtocol:      "2026-07-28",
 				PublicURL:             "https://mcp.example.com/api/sse",
 			},
 		},
@@ -119,6 +121,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "origin with path", input: "mcp_sse {\n upstream http://a\n allowed_origins https://a.example/x\n}", err: `allowed origin "https://a.example/x" must be scheme://host[:port]`, line: 3},
 		{name: "no origins", input: "mcp_sse {\n upstream http://a\n allowed_origins\n}", err: "wrong argument count", line: 3},
 		{name: "zero upstream timeout", input: "mcp_sse {\n upstream http://a\n upstream_timeout 0\n}", err: `upstream_timeout: duration "0" must be positive`, line: 3},
+		{name: "upstream_protocol unknown", input: "mcp_sse {\n upstream http://a\n upstream_protocol 2025-06-18\n}", err: `upstream_protocol: "2025-06-18" is none of auto, 2026-07-28, 2025-11-25`, line: 3},
 		{name: "upstream_stream neither", input: "mcp_sse {\n upstream http://a\n upstream_stream maybe\n}", err: `upstream_stream: "maybe" is neither on nor off`, line: 3},
 		{name: "cluster without backend", input: "mcp_sse {\n upstream http://a\n cluster\n}", err: "wrong argument count", line: 3},
 		{name: "cluster unknown backend", input: "mcp_sse {\n upstream http://a\n cluster etcd {\n }\n}", err: `cluster: unknown backend "etcd", want redis`, line: 3},

@@ -19,6 +19,15 @@ import (
 func (s *session) exchange(ctx context.Context, m message, header http.Header, written func(), cfg *settings, v *verdict) error {
 	initialize := m.kind == kindRequest && m.method == "initialize"
 	switch {
+	case m.kind == kindRequest && m.method == "server/discover":
+		// The client's side of the gateway is a 2024-11-05 transport
+		// whose sessions initialize, as a server of that revision has
+		// it: the client falls back to initialize, whatever revision the
+		// gateway speaks upstream.
+		v.give(nil)
+		s.answer(ctx, errorResponse(m.id, codeMethodNotFound, "method not found: "+m.method))
+		written()
+		return nil
 	case initialize && cfg.upstreamProtocol != upstreamProtocolSession:
 		if answered, err := s.initializeStateless(ctx, m, header, written, cfg, v); answered {
 			return err

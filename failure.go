@@ -47,6 +47,8 @@ func failure(err error) (reason, public string) {
 		return "broken", errBrokenAnswer.Error()
 	case errors.Is(err, errNoResponse):
 		return "no_response", errNoResponse.Error()
+	case errors.Is(err, errNotStateless):
+		return "protocol", errNotStateless.Error()
 	}
 	return "unreachable", errUnreachable.Error()
 }

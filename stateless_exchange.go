@@ -124,7 +124,7 @@ func (s *session) exchangeStateless(ctx context.Context, m message, header http.
 			v.give(nil)
 			written()
 			return s.changeSubscription(ctx, m, cfg)
-		case "ping", "logging/setLevel", "server/discover":
+		case "ping", "logging/setLevel":
 		default:
 			return s.call(ctx, m, header, written, cfg, v)
 		}
@@ -148,11 +148,6 @@ func (s *session) exchangeStateless(ctx context.Context, m message, header http.
 		s.mu.Unlock()
 		s.share()
 		s.answer(ctx, resultResponse(m.id, struct{}{}))
-	case m.method == "server/discover":
-		// The client's side of the gateway is a 2024-11-05 transport
-		// whose sessions initialize, as a server of that revision has
-		// it: the client falls back to initialize.
-		s.answer(ctx, errorResponse(m.id, codeMethodNotFound, "method not found: "+m.method))
 	case m.method == "notifications/initialized":
 		s.markInitialized(ctx)
 		s.listenStateless(ctx)

@@ -203,3 +203,12 @@ func TestAsLegacy(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateUpstreamProtocol(t *testing.T) {
+	for value, ok := range map[string]bool{"auto": true, "2026-07-28": true, "2025-11-25": true, "2025-06-18": false, "AUTO": false} {
+		err := (&Handler{Upstream: "http://a", UpstreamProtocol: value}).Validate()
+		if (err == nil) != ok {
+			t.Errorf("upstream_protocol %q: %v, want accepted %v", value, err, ok)
+		}
+	}
+}

@@ -243,3 +243,38 @@ func toolNames(res *mcp.ListToolsResult) string {
 	}
 	return strings.Join(names, ",")
 }
+
+// TestUpstreamProtocolSetting checks what upstream_protocol pins: sessions
+// initialized upstream even in front of a server that offers 2026-07-28,
+// and no session at all in front of one that does not.
+func TestUpstreamProtocolSetting(t *testing.T) {
+	t.Run("2025-11-25", func(t *testing.T) {
+		up := startStatelessGoServer(t)
+		_, addr := startGateway(t, up.url, "upstream_protocol 2025-11-25")
+		cs := connect(t, "http://"+addr+"/sse", nil, nil)
+		if got, err := callText(bounded(t), cs, "echo", map[string]any{"text": "pinned"}); err != nil || got != "pinned" {
+			t.Fatalf("echo: %q, %v", got, err)
+		}
+		if h, _ := up.posts("initialize"); len(h) != 0 {
+			t.Errorf("initialize went out with Mcp-Method; want the client's revision's request")
+		}
+		if h, _ := up.posts("server/discover"); len(h) != 0 {
+			t.Errorf("%d server/discover requests went upstream; want none", len(h))
+		}
+		up.mu.Lock()
+		first := up.bodies[0]
+		up.mu.Unlock()
+		if !strings.Contains(first, `"method":"initialize"`) {
+			t.Errorf("the first upstream request was %s; want the client's initialize", first)
+		}
+	})
+	t.Run("2026-07-28", func(t *testing.T) {
+		up := newTestUpstream(t)
+		_, addr := startGateway(t, up.URL, "upstream_protocol 2026-07-28")
+		client := mcp.NewClient(&mcp.Implementation{Name: "pinned", Version: "1"}, nil)
+		_, err := client.Connect(bounded(t), &mcp.SSEClientTransport{Endpoint: "http://" + addr + "/sse"}, nil)
+		if err == nil || !strings.Contains(err.Error(), "does not offer protocol revision 2026-07-28") {
+			t.Errorf("connecting in front of an upstream without 2026-07-28: %v; want the initialize refused with why", err)
+		}
+	})
+}
