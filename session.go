@@ -2,9 +2,9 @@ package mcpsse
 
 import (
 	"context"
-	"encoding/json"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -107,9 +107,9 @@ type session struct {
 	// upstreamCaps are a stateless upstream's capabilities, as its
 	// server/discover said: they tell which list changes to listen for.
 	upstreamCaps json.RawMessage
-	initSeen    bool          // a client initialize was forwarded, or one made for it
-	saved       sharedState   // in a cluster, the shared state as Redis last had it from here
-	dropped     bool          // in a cluster, this copy left the store (see dropIfIdle)
+	initSeen     bool        // a client initialize was forwarded, or one made for it
+	saved        sharedState // in a cluster, the shared state as Redis last had it from here
+	dropped      bool        // in a cluster, this copy left the store (see dropIfIdle)
 	// statelessState is kept for an upstream that speaks
 	// revisionStateless; nil otherwise.
 	statelessState *statelessState

@@ -24,11 +24,11 @@ var errCancelled = errors.New("the client cancelled the request")
 // stream. The log level and the resources the client subscribed to are the
 // session's, shared in a cluster.
 type statelessState struct {
-	mu sync.Mutex
-	calls        map[string]context.CancelCauseFunc // by the client's compact request id
-	inputs       map[string]chan message            // by the compact id of the input request
-	lastID       uint64
-	listening    *subscription
+	mu        sync.Mutex
+	calls     map[string]context.CancelCauseFunc // by the client's compact request id
+	inputs    map[string]chan message            // by the compact id of the input request
+	lastID    uint64
+	listening *subscription
 }
 
 // stateless returns the session's stateless state, made if it has none

@@ -293,4 +293,3 @@ func (s *session) changeSubscription(ctx context.Context, m message, cfg *settin
 	s.answer(ctx, resultResponse(m.id, struct{}{}))
 	return nil
 }
-
