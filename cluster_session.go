@@ -86,10 +86,17 @@ func (s *session) snapshot() sharedState {
 		initSeen:    s.initSeen,
 		initParams:  string(s.initParams),
 		header:      string(hdr),
-		logLevel:    s.logLevel,
-		subscribed:  subscribedField(s.subscribed),
-		caps:        string(s.upstreamCaps),
+	}.withStateless(s.statelessState)
+}
+
+// withStateless adds the state of a stateless upstream's session, if st
+// is set.
+func (state sharedState) withStateless(st *statelessState) sharedState {
+	if st != nil {
+		state.logLevel, state.caps = st.logLevel, string(st.capabilities)
+		state.subscribed = subscribedField(st.subscribed)
 	}
+	return state
 }
 
 // subscribedField is the subs field of resource subscriptions.
@@ -114,12 +121,13 @@ func (s *session) apply(st sharedState) {
 		s.upstreamID = st.upstreamID
 	}
 	s.protocol, s.initialized, s.initSeen = st.protocol, st.initialized, st.initSeen
-	s.logLevel = st.logLevel
-	s.subscribed = nil
-	_ = json.Unmarshal([]byte(st.subscribed), &s.subscribed)
-	s.upstreamCaps = nil
-	if st.caps != "" {
-		s.upstreamCaps = json.RawMessage(st.caps)
+	if st.protocol == revisionStateless {
+		sl := s.statelessLocked()
+		sl.logLevel, sl.subscribed, sl.capabilities = st.logLevel, nil, nil
+		_ = json.Unmarshal([]byte(st.subscribed), &sl.subscribed)
+		if st.caps != "" {
+			sl.capabilities = json.RawMessage(st.caps)
+		}
 	}
 	s.initParams = []byte(st.initParams)
 	if st.initParams == "" {

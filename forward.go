@@ -158,7 +158,7 @@ func (s *session) startOver() {
 	s.upstream, s.endUpstream = context.WithCancel(s.ctx)
 	s.upstreamID, s.protocol = "", ""
 	s.initSeen, s.initialized = false, false
-	s.statelessState, s.logLevel, s.subscribed, s.upstreamCaps = nil, "", nil, nil
+	s.statelessState = nil
 drain:
 	for {
 		select {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -102,14 +101,9 @@ type session struct {
 	recent      []sentEvent   // the last events written, for a replay
 	recentBytes int           // the size of their data
 	initParams  []byte        // the params of the client's initialize
-	logLevel    string        // the level of logging/setLevel, for a stateless upstream
-	subscribed  []string      // the resources subscribed to, for a stateless upstream
-	// upstreamCaps are a stateless upstream's capabilities, as its
-	// server/discover said: they tell which list changes to listen for.
-	upstreamCaps json.RawMessage
-	initSeen     bool        // a client initialize was forwarded, or one made for it
-	saved        sharedState // in a cluster, the shared state as Redis last had it from here
-	dropped      bool        // in a cluster, this copy left the store (see dropIfIdle)
+	initSeen    bool          // a client initialize was forwarded, or one made for it
+	saved       sharedState   // in a cluster, the shared state as Redis last had it from here
+	dropped     bool          // in a cluster, this copy left the store (see dropIfIdle)
 	// statelessState is kept for an upstream that speaks
 	// revisionStateless; nil otherwise.
 	statelessState *statelessState

@@ -21,9 +21,16 @@ var errCancelled = errors.New("the client cancelled the request")
 // statelessState is what a session keeps for an upstream that speaks
 // revisionStateless and keeps nothing itself: its calls in flight, the
 // input requests the client has yet to answer, its subscriptions/listen
-// stream. The log level and the resources the client subscribed to are the
-// session's, shared in a cluster.
+// stream.
 type statelessState struct {
+	// Under the session's mu, shared in a cluster: the log level the
+	// client set, the resources it subscribed to, and the upstream's
+	// capabilities as its server/discover said, which tell which list
+	// changes to listen for.
+	logLevel     string
+	subscribed   []string
+	capabilities json.RawMessage
+
 	mu        sync.Mutex
 	calls     map[string]context.CancelCauseFunc // by the client's compact request id
 	inputs    map[string]chan message            // by the compact id of the input request
@@ -36,6 +43,11 @@ type statelessState struct {
 func (s *session) stateless() *statelessState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.statelessLocked()
+}
+
+// statelessLocked is stateless for callers that hold s.mu.
+func (s *session) statelessLocked() *statelessState {
 	if s.statelessState == nil {
 		s.statelessState = &statelessState{
 			calls:  make(map[string]context.CancelCauseFunc),
@@ -66,7 +78,7 @@ func (st *statelessState) newID() json.RawMessage {
 func (s *session) requestMeta() requestMeta {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return metaOf(s.initParams, s.logLevel)
+	return metaOf(s.initParams, s.statelessLocked().logLevel)
 }
 
 // initializeStateless answers the client's initialize itself if the
@@ -89,7 +101,7 @@ func (s *session) initializeStateless(ctx context.Context, m message, header htt
 	}
 	v.give(nil)
 	s.mu.Lock()
-	s.upstreamCaps = d.capabilities
+	s.statelessLocked().capabilities = d.capabilities
 	s.mu.Unlock()
 	s.setProtocol(ctx, revisionStateless)
 	if !m.quiet {
@@ -144,7 +156,7 @@ func (s *session) exchangeStateless(ctx context.Context, m message, header http.
 		}
 		_ = json.Unmarshal(m.raw, &p)
 		s.mu.Lock()
-		s.logLevel = p.Params.Level
+		s.statelessLocked().logLevel = p.Params.Level
 		s.mu.Unlock()
 		s.share()
 		s.answer(ctx, resultResponse(m.id, struct{}{}))

@@ -70,9 +70,10 @@ type upstreamCapabilities map[string]struct {
 func (s *session) listenFor(upstreamStream bool) listenFilter {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f := listenFilter{ResourceSubscriptions: slices.Clone(s.subscribed)}
+	st := s.statelessLocked()
+	f := listenFilter{ResourceSubscriptions: slices.Clone(st.subscribed)}
 	if upstreamStream {
-		caps := upstreamCapabilitiesOf(s.upstreamCaps)
+		caps := upstreamCapabilitiesOf(st.capabilities)
 		f.ToolsListChanged = caps["tools"].ListChanged
 		f.PromptsListChanged = caps["prompts"].ListChanged
 		f.ResourcesListChanged = caps["resources"].ListChanged
@@ -243,19 +244,20 @@ func (s *session) changeSubscription(ctx context.Context, m message, cfg *settin
 	uri := p.Params.URI
 	subscribe := m.method == "resources/subscribe"
 	s.mu.Lock()
-	takes := upstreamCapabilitiesOf(s.upstreamCaps)["resources"].Subscribe
+	st := s.statelessLocked()
+	takes := upstreamCapabilitiesOf(st.capabilities)["resources"].Subscribe
 	s.mu.Unlock()
 	if subscribe && !takes {
 		s.answer(ctx, errorResponse(m.id, codeMethodNotFound, "the upstream takes no resource subscriptions"))
 		return nil
 	}
 	s.mu.Lock()
-	i := slices.Index(s.subscribed, uri)
+	i := slices.Index(st.subscribed, uri)
 	switch {
 	case subscribe && i < 0:
-		s.subscribed = append(s.subscribed, uri)
+		st.subscribed = append(st.subscribed, uri)
 	case !subscribe && i >= 0:
-		s.subscribed = slices.Delete(s.subscribed, i, i+1)
+		st.subscribed = slices.Delete(st.subscribed, i, i+1)
 	}
 	s.mu.Unlock()
 	s.share()
