@@ -344,12 +344,16 @@ func (n *node) hear(payload string) {
 		if s := n.store.get(rest); s != nil {
 			s.endedElsewhere()
 		}
-	case "a": // a client's answer to an input request: "<session>\n<data>"
+	case "a", "x": // a client's answer to an input request, or its cancellation of a call: "<session>\n<data>"
 		id, data, _ := strings.Cut(rest, "\n")
-		if s := n.store.get(id); s != nil {
-			if m, err := parseMessage([]byte(data)); err == nil && m.kind == kindResponse {
-				s.stateless().handInput(m)
-			}
+		s := n.store.get(id)
+		m, err := parseMessage([]byte(data))
+		switch {
+		case s == nil || err != nil:
+		case kind == "a" && m.kind == kindResponse:
+			s.stateless().handInput(m)
+		case kind == "x" && m.kind == kindNotification:
+			s.stateless().cancelCall(m)
 		}
 	case "i": // a session was initialized elsewhere: "<session>"
 		if s := n.store.get(rest); s != nil {
@@ -388,11 +392,12 @@ func (n *node) flushCursors() {
 	})
 }
 
-// sendAnswer tells every instance of a client's answer to an input
-// request of the session id that none here waits for: the instance whose
-// call asked for it takes it.
-func (n *node) sendAnswer(id string, raw []byte) {
-	_ = n.call("answer", func(ctx context.Context) error {
-		return n.rdb.Publish(ctx, n.key("c", "all"), "a "+id+"\n"+string(raw)).Err()
+// tellAll tells every instance of a client's message raw to the session
+// id that concerns a call none here runs: its answer to an input request
+// (kind a), its cancellation of a call (x). The instance whose call it
+// concerns takes it.
+func (n *node) tellAll(kind, id string, raw []byte) {
+	_ = n.call("tell", func(ctx context.Context) error {
+		return n.rdb.Publish(ctx, n.key("c", "all"), kind+" "+id+"\n"+string(raw)).Err()
 	})
 }

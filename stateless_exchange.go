@@ -164,7 +164,9 @@ func (s *session) exchangeStateless(ctx context.Context, m message, header http.
 		s.markInitialized(ctx)
 		s.listenStateless(ctx)
 	case m.method == "notifications/cancelled":
-		st.cancelCall(m)
+		if !st.cancelCall(m) && s.store.node != nil {
+			s.store.node.tellAll("x", s.id, m.raw) // the call may run on another instance
+		}
 	case m.method == "notifications/roots/list_changed":
 		// The revision has no such notification: every request that may
 		// need the roots asks for them again.
@@ -201,16 +203,17 @@ func (st *statelessState) untrack(id json.RawMessage) {
 }
 
 // cancelCall ends the call that the client's notifications/cancelled
-// names, if it is in flight: its upstream request is closed, which is the
-// revision's cancellation, and the client gets no answer to it.
-func (st *statelessState) cancelCall(m message) {
+// names, if it is in flight here, and reports whether it was: its
+// upstream request is closed, which is the revision's cancellation, and
+// the client gets no answer to it.
+func (st *statelessState) cancelCall(m message) bool {
 	var n struct {
 		Params struct {
 			RequestID json.RawMessage `json:"requestId"`
 		} `json:"params"`
 	}
 	if json.Unmarshal(m.raw, &n) != nil || len(n.Params.RequestID) == 0 {
-		return
+		return false
 	}
 	id := string(compactJSON(n.Params.RequestID))
 	st.mu.Lock()
@@ -219,6 +222,7 @@ func (st *statelessState) cancelCall(m message) {
 	if cancel != nil {
 		cancel(errCancelled)
 	}
+	return cancel != nil
 }
 
 // takeInput hands the client's answer m to the input request it answers.
@@ -230,7 +234,7 @@ func (s *session) takeInput(m message) {
 		return
 	}
 	if n := s.store.node; n != nil {
-		n.sendAnswer(s.id, m.raw)
+		n.tellAll("a", s.id, m.raw)
 		return
 	}
 	if c := s.store.logger().Check(zapcore.DebugLevel, "client answered no pending input request"); c != nil {

@@ -3,10 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
-	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -16,14 +13,14 @@ import (
 // client's answers to the input requests of a call reach the instance that
 // made the call, whichever instance takes their POSTs; the log level it
 // set on one instance holds for its calls on the others; and a resource it
-// subscribed to on any instance sends its updates to its stream.
+// subscribed to on any instance sends its updates to its stream; and its
+// cancellation of a call reaches the instance that runs it.
 func TestClusterStatelessUpstream(t *testing.T) {
 	up := startStatelessGoServer(t)
 	c := startCluster(t, up.url, 3, "")
 
 	tally := &instanceTally{}
-	var mu sync.Mutex
-	var logs []string
+	logs := make(chan string, 8)
 	updated := make(chan struct{}, 1)
 	cs := connect(t, c.url("/sse"), &mcp.ClientOptions{
 		CreateMessageHandler: answerSampling,
@@ -35,9 +32,7 @@ func TestClusterStatelessUpstream(t *testing.T) {
 			}
 		},
 		LoggingMessageHandler: func(_ context.Context, req *mcp.LoggingMessageRequest) {
-			mu.Lock()
-			logs = append(logs, req.Params.Data.(string))
-			mu.Unlock()
+			logs <- req.Params.Data.(string)
 		},
 	}, &http.Client{Transport: tally})
 	ctx := bounded(t)
@@ -73,20 +68,22 @@ func TestClusterStatelessUpstream(t *testing.T) {
 			t.Fatalf("unsubscribe %d: %v", i, err)
 		}
 	}
+	// The balancer sends the cancellation to another instance than the
+	// call's.
+	checkCancel(t, ctx, cs, up)
 	posts, _, _ := tally.tally()
 	if len(posts) < 2 {
 		t.Errorf("POSTs by instance %v: want them spread over the instances", posts)
 	}
 	// Log messages come on the client's stream after the calls' results.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		mu.Lock()
-		got := strings.Join(logs, "; ")
-		mu.Unlock()
-		if strings.Count(got, "hello from the log tool") == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("log messages %q, want one for each of the 3 calls", got)
+	for i := range 3 {
+		select {
+		case got := <-logs:
+			if got != "hello from the log tool" {
+				t.Errorf("log message %d: %q", i, got)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%d log messages, want one for each of the 3 calls", i)
 		}
 	}
 }

@@ -40,6 +40,11 @@ type interopEndpoints struct {
 	// endpoint (directTransport "streamable") for a server without one.
 	direct          string
 	directTransport string
+	// ownClient, if set, is the client that reaches the server directly
+	// in place of the client the suite runs through the gateway: the
+	// client of revision 2026-07-28, for a server that speaks no
+	// revision a legacy client can.
+	ownClient func(t *testing.T, url, script string) []opResult
 }
 
 // interopClient is an MCP client the suite drives.

@@ -28,6 +28,28 @@ var interopServers = []interopServer{
 	{name: "go-sdk-stateless", start: startGoSDKServer(true), script: "go-sdk-stateless"},
 	{name: "everything", start: startEverythingServer, script: "everything"},
 	{name: "ts-sdk-v2", start: startTSSDKv2Server, script: "ts-sdk-v2"},
+	{name: "go-sdk-2026", start: startGoSDK2026Server, script: "go-sdk-2026"},
+	{name: "ts-sdk-v2-stateless", start: startTSSDKv2StatelessServer, script: "ts-sdk-v2-stateless"},
+}
+
+// startGoSDK2026Server runs the Go SDK server in Stateless mode with the
+// tools that ask for input the way revision 2026-07-28 has it; the Go SDK
+// client reaches it directly, in that revision.
+func startGoSDK2026Server(t *testing.T) interopEndpoints {
+	url := startStatelessGoServer(t).url
+	return interopEndpoints{upstream: url, direct: url, ownClient: func(t *testing.T, url, script string) []opResult {
+		return runGoSDKClient(t, url, "streamable", script)
+	}}
+}
+
+// startTSSDKv2StatelessServer runs ts-sdk-v2-server.mjs in reject mode:
+// it serves revision 2026-07-28 only, and the TypeScript SDK v2 client
+// reaches it directly.
+func startTSSDKv2StatelessServer(t *testing.T) interopEndpoints {
+	url := "http://" + startNodeServer(t, "@modelcontextprotocol/server", "ts-sdk-v2-server.mjs", "reject") + "/mcp"
+	return interopEndpoints{upstream: url, direct: url, ownClient: func(t *testing.T, url, script string) []opResult {
+		return runNodeDriver(t, interopDir, "@modelcontextprotocol/client", "ts-sdk-v2-client.mjs", url, "streamable", script)
+	}}
 }
 
 // startGoSDKServer returns the start of the Go SDK server: its Streamable

@@ -32,6 +32,31 @@ func init() {
 	for op, why := range thirdPartyDirectFailures {
 		knownDirectFailures[op] = why
 	}
+	for _, server := range []string{"go-sdk-2026", "ts-sdk-v2-stateless"} {
+		for op, why := range thirdPartyGaps {
+			knownClientGaps[server+"/"+op] = why
+		}
+	}
+}
+
+// knownClientGaps are, for the servers that only the client of their own
+// revision reaches directly (interopEndpoints.ownClient), the operations
+// that the client through the gateway cannot do with any server, by
+// "server/client/op", with the reason: the comparison is with another
+// client, so knownDirectFailures cannot tell them.
+var knownClientGaps = map[string]string{}
+
+// thirdPartyGaps are the entries of knownClientGaps for these clients, by
+// "client/op", for each server of revision 2026-07-28.
+var thirdPartyGaps = map[string]string{
+	"langchain/callTool sample":              langchainNoCap,
+	"langchain/callTool elicit":              langchainNoCap,
+	"langchain/callTool roots":               langchainNoCap,
+	"inspector/callTool sample":              inspectorNoCap,
+	"inspector/callTool elicit":              inspectorNoCap,
+	"inspector/callTool countdown":           "Inspector's CLI asks for no progress, so its result has no progress count",
+	"inspector/subscribe interop://greeting": "Inspector's CLI refuses resources/subscribe in --cli mode",
+	"inspector/ping":                         "Inspector's CLI has no ping method",
 }
 
 // Why some operations fail without the gateway: the clients that declare
@@ -44,6 +69,7 @@ const (
 	inspectorLacks = "Inspector's CLI declares no sampling and no elicitation, so the server offers no such tool"
 	langchainLacks = "LangChain's adapters declare no client capabilities, so the server offers no such tool"
 	langchainNoCap = "LangChain's adapters declare no client capabilities, so the server's request fails"
+	inspectorNoCap = "Inspector's CLI declares no sampling and no elicitation, so the server's request fails or is declined"
 )
 
 // thirdPartyDirectFailures are the entries of knownDirectFailures for

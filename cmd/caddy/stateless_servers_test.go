@@ -25,12 +25,12 @@ import (
 // it saw.
 type statelessUpstream struct {
 	url string
-	// cancelled is closed once a call of the tool wait ended because its
-	// request was cancelled.
-	cancelled chan struct{}
-	mu        sync.Mutex
-	requests  []*http.Request // the POSTs it took, bodies read into bodies
-	bodies    []string
+	// waiting is closed once a call of the tool wait began, cancelled
+	// once one ended because its request was cancelled.
+	waiting, cancelled chan struct{}
+	mu                 sync.Mutex
+	requests           []*http.Request // the POSTs it took, bodies read into bodies
+	bodies             []string
 }
 
 // posts returns the headers and bodies of the POSTs of method it took.
@@ -61,7 +61,7 @@ func (u *statelessUpstream) posts(method string) (headers []http.Header, bodies 
 // the revision's cancellation (PropagateRequestCancellation: the Go SDK
 // does not by default).
 func startStatelessGoServer(t *testing.T) *statelessUpstream {
-	u := &statelessUpstream{cancelled: make(chan struct{})}
+	u := &statelessUpstream{waiting: make(chan struct{}), cancelled: make(chan struct{})}
 	s := demo.NewServerWith(&mcp.ServerOptions{
 		SubscribeHandler:   func(context.Context, *mcp.SubscribeRequest) error { return nil },
 		UnsubscribeHandler: func(context.Context, *mcp.UnsubscribeRequest) error { return nil },
@@ -96,12 +96,13 @@ func startStatelessGoServer(t *testing.T) *statelessUpstream {
 				})
 			return textResult("changed"), nil
 		})
-	var once sync.Once
+	var began, ended sync.Once
 	s.AddTool(&mcp.Tool{Name: "wait", Description: "Waits until cancelled.", InputSchema: emptySchema},
 		func(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			began.Do(func() { close(u.waiting) })
 			select {
 			case <-ctx.Done():
-				once.Do(func() { close(u.cancelled) })
+				ended.Do(func() { close(u.cancelled) })
 				return nil, ctx.Err()
 			case <-time.After(time.Minute):
 				return textResult("not cancelled"), nil
@@ -144,6 +145,30 @@ func startStatelessGoServer(t *testing.T) *statelessUpstream {
 	})
 	u.url = srv.URL + "/mcp"
 	return u
+}
+
+// checkCancel calls the tool wait through cs and cancels the call once
+// the upstream runs it: the upstream's call must end, its request closed.
+func checkCancel(t *testing.T, ctx context.Context, cs *mcp.ClientSession, up *statelessUpstream) {
+	t.Helper()
+	callCtx, cancelCall := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		_, err := cs.CallTool(callCtx, &mcp.CallToolParams{Name: "wait", Arguments: map[string]any{}})
+		done <- err
+	}()
+	select {
+	case <-up.waiting:
+	case <-ctx.Done():
+		t.Fatal("the call never reached the upstream")
+	}
+	cancelCall()
+	<-done
+	select {
+	case <-up.cancelled:
+	case <-ctx.Done():
+		t.Fatal("the upstream's call went on after the client cancelled it")
+	}
 }
 
 // readAndRestore reads r's body and leaves it to be read again.
