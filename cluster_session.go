@@ -371,6 +371,7 @@ func (s *session) holdShared() {
 // instance's copy goes once nothing of it runs here.
 func (s *session) releaseInCluster(why string, cfg *settings) {
 	s.stopListening(s.listeningRun(), nil)
+	s.stopSubscriptions()
 	switch why {
 	case reasonClientGone, reasonLifetime, reasonShutdown, reasonReplaced, reasonLeaseLost:
 		if window := cfg.resumeWindow; window > 0 {

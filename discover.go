@@ -100,8 +100,11 @@ func (d *discoverer) discover(ctx context.Context, s *session, params []byte, he
 	return found, nil
 }
 
-// askDiscover sends server/discover upstream and reads what the answer says.
+// askDiscover sends server/discover upstream and reads what the answer
+// says, within the upstream timeout: the client's initialize waits for it.
 func (s *session) askDiscover(ctx context.Context, params []byte, header http.Header, cfg *settings) (*discovery, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, cfg.upstreamTimeout, errHeaderTimeout)
+	defer cancel()
 	req := newOutgoing(json.RawMessage(discoverID), "server/discover", nil)
 	resp, err := s.postStateless(ctx, req, metaOf(params, ""), header, cfg, nil)
 	if err != nil {

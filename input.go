@@ -80,13 +80,14 @@ func (s *session) call(ctx context.Context, m message, header http.Header, writt
 			return cancelled(callCtx, err)
 		}
 		if a.code == codeHeaderMismatch && m.method == "tools/call" && !refreshed {
-			// The tool's Mcp-Param-* headers changed: learn them again.
+			// The tool's Mcp-Param-* headers changed, or were never
+			// learned: learn them, and call once more. If that fails, the
+			// client gets the mismatch.
 			refreshed = true
-			if err := s.learnTools(callCtx, header, cfg); err != nil {
-				return cancelled(callCtx, err)
+			if s.learnTools(callCtx, header, cfg) == nil {
+				o.id = st.newID()
+				continue
 			}
-			o.id = st.newID()
-			continue
 		}
 		ir, more := asksInput(a.result)
 		if !more {
@@ -109,7 +110,10 @@ func (s *session) call(ctx context.Context, m message, header http.Header, writt
 		if refusal != nil {
 			return cancelled(callCtx, relay(message{raw: errorResponse(m.id, refusal.code, refusal.text), kind: kindResponse}))
 		}
-		o.params["inputResponses"], _ = json.Marshal(answers)
+		delete(o.params, "inputResponses")
+		if len(answers) > 0 {
+			o.params["inputResponses"] = encodeJSON(answers)
+		}
 		delete(o.params, "requestState")
 		if ir.RequestState != nil {
 			o.params["requestState"] = ir.RequestState // byte for byte
@@ -140,7 +144,7 @@ func (s *session) askClient(ctx context.Context, st *statelessState, requests ma
 	defer func() {
 		for _, p := range pending {
 			if st.forgetInput(p.id) {
-				_ = s.deliver(s.upstream, cancelledNotification(p.id, "the request that asked for it ended"))
+				_ = s.deliver(s.currentUpstream(), cancelledNotification(p.id, "the request that asked for it ended"))
 			}
 		}
 	}()

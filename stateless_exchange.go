@@ -171,14 +171,14 @@ func (s *session) exchangeStateless(ctx context.Context, m message, header http.
 		// The revision has no such notification: every request that may
 		// need the roots asks for them again.
 	default:
-		return s.notifyStateless(ctx, m, header, cfg, v)
+		return s.notifyStateless(ctx, m, header, cfg)
 	}
 	return nil
 }
 
 // notifyStateless sends a client notification the revision does not
 // define upstream as it is: an extension's, say.
-func (s *session) notifyStateless(ctx context.Context, m message, header http.Header, cfg *settings, v *verdict) error {
+func (s *session) notifyStateless(ctx context.Context, m message, header http.Header, cfg *settings) error {
 	o := outgoingOf(m)
 	o.id = nil
 	resp, err := s.postStateless(ctx, o, s.requestMeta(), header, cfg, nil)

@@ -137,18 +137,45 @@ func (s *session) relisten(ctx context.Context) *subscription {
 	return sub
 }
 
+// stopSubscriptions ends the session's subscriptions/listen stream, if it
+// has one: in a cluster, the client's stream left this instance, and the
+// instance that holds it next listens.
+func (s *session) stopSubscriptions() {
+	s.mu.Lock()
+	st := s.statelessState
+	s.mu.Unlock()
+	if st == nil {
+		return
+	}
+	st.mu.Lock()
+	sub := st.listening
+	st.listening = nil
+	st.mu.Unlock()
+	if sub != nil {
+		sub.cancel()
+		sub.endReplaced()
+	}
+}
+
 // runSubscription holds the stream of sub, opening it again after it
-// breaks or the upstream ends it, waiting longer each time it fails,
-// until sub's ctx ends or the upstream refuses it.
+// breaks or the upstream ends it, until sub's ctx ends, the upstream
+// refuses it, or grants none of it. It waits 1s before it opens the
+// stream again, and twice as long each time up to 30s while the stream
+// does not last that long (an upstream that ends it at once is not asked
+// again every second).
 func (s *session) runSubscription(sub *subscription) {
 	defer sub.cancel()
 	backoff := time.Second
 	for {
+		began := time.Now()
 		acked, retry, err := s.listenOnceStateless(sub)
 		if sub.ctx.Err() != nil {
 			return
 		}
-		if acked {
+		if acked && sub.granted.empty() {
+			return // the upstream takes none of it: nothing to listen for
+		}
+		if acked && time.Since(began) >= listenBackoffMax {
 			backoff = time.Second
 		}
 		if err != nil {
@@ -289,6 +316,11 @@ func (s *session) changeSubscription(ctx context.Context, m message, cfg *settin
 		return nil
 	}
 	if !slices.Contains(sub.granted.ResourceSubscriptions, uri) {
+		// Not asked for again with the session's next stream.
+		s.mu.Lock()
+		st.subscribed = slices.DeleteFunc(st.subscribed, func(u string) bool { return u == uri })
+		s.mu.Unlock()
+		s.share()
 		s.answer(ctx, errorResponse(m.id, codeMethodNotFound, fmt.Sprintf("the upstream takes no subscription to %s", uri)))
 		return nil
 	}

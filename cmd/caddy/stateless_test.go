@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -57,6 +59,17 @@ func TestStatelessUpstreamGateway(t *testing.T) {
 		}
 		if headers, _ := up.posts("initialize"); len(headers) != 0 {
 			t.Errorf("%d initialize requests went upstream; the revision has none", len(headers))
+		}
+	})
+	t.Run("param headers unlearned", func(t *testing.T) {
+		// No tools/list yet: the upstream refuses the call without its
+		// Mcp-Param-Region header, and the gateway learns the tools and
+		// calls again.
+		if got, err := callText(ctx, cs, "region", map[string]any{"region": "eu-west", "text": "first"}); err != nil || got != "eu-west:first" {
+			t.Fatalf("region before any tools/list: %q, %v", got, err)
+		}
+		if h, _ := up.posts("tools/list"); len(h) != 1 {
+			t.Errorf("%d tools/list went upstream; want the gateway's one", len(h))
 		}
 	})
 	t.Run("ping", func(t *testing.T) {
@@ -175,4 +188,19 @@ func TestUpstreamProtocolSetting(t *testing.T) {
 			t.Errorf("connecting in front of an upstream without 2026-07-28: %v; want the initialize refused with why", err)
 		}
 	})
+}
+
+// TestStatelessSubscribeUnsupported subscribes, through the gateway, to a
+// resource of a server of revision 2026-07-28 that takes no subscriptions
+// (the TypeScript SDK v2 server in its default mode): the client gets
+// -32601, as from a 2025 server without the capability, not a silent
+// success.
+func TestStatelessSubscribeUnsupported(t *testing.T) {
+	up := "http://" + startNodeServer(t, "@modelcontextprotocol/server", "ts-sdk-v2-server.mjs") + "/mcp"
+	_, addr := startGateway(t, up, "")
+	cs := connect(t, "http://"+addr+"/sse", nil, nil)
+	err := cs.Subscribe(bounded(t), &mcp.SubscribeParams{URI: "interop://greeting"})
+	if rpcErr, ok := errors.AsType[*jsonrpc.Error](err); !ok || rpcErr.Code != -32601 {
+		t.Errorf("subscribe: %v; want -32601, the upstream takes no subscriptions", err)
+	}
 }
