@@ -72,8 +72,13 @@ func (s *session) call(ctx context.Context, m message, header http.Header, writt
 		a, err := s.readStatelessAnswer(callCtx, resp, o.id, relay)
 		resp.Body.Close()
 		if se, ok := errors.AsType[*statusError](err); ok && se.refusesCredential() {
-			v.give(se)
-			return err
+			if round == 1 {
+				v.give(se) // the client's POST may answer with the refusal
+				return err
+			}
+			// The POST that brought the call was answered long ago.
+			s.store.guard.refused(se)
+			return cancelled(callCtx, relay(message{raw: errorResponse(m.id, codeInternalError, se.Error()), kind: kindResponse}))
 		}
 		v.give(nil)
 		if a.msg.raw == nil {

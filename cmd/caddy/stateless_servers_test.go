@@ -61,6 +61,14 @@ func (u *statelessUpstream) posts(method string) (headers []http.Header, bodies 
 // the revision's cancellation (PropagateRequestCancellation: the Go SDK
 // does not by default).
 func startStatelessGoServer(t *testing.T) *statelessUpstream {
+	return startStatelessGoServerWith(t, "")
+}
+
+// startStatelessGoServerWith is startStatelessGoServer, protected if
+// staleOnRetry is set: a request without Authorization gets 401, and so
+// does a call's retry with inputResponses whose Authorization is
+// staleOnRetry (a token that expired during the call).
+func startStatelessGoServerWith(t *testing.T, staleOnRetry string) *statelessUpstream {
 	u := &statelessUpstream{waiting: make(chan struct{}), cancelled: make(chan struct{})}
 	s := demo.NewServerWith(&mcp.ServerOptions{
 		SubscribeHandler:   func(context.Context, *mcp.SubscribeRequest) error { return nil },
@@ -129,8 +137,19 @@ func startStatelessGoServer(t *testing.T) *statelessUpstream {
 	}()
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, &mcp.StreamableHTTPOptions{Stateless: true, PropagateRequestCancellation: true})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Get("Authorization")
+		if staleOnRetry != "" && auth == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="interop"`)
+			http.Error(w, "no credential", http.StatusUnauthorized)
+			return
+		}
 		if r.Method == http.MethodPost {
 			body := readAndRestore(t, r)
+			if staleOnRetry != "" && auth == staleOnRetry && strings.Contains(body, `"inputResponses"`) {
+				w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+				http.Error(w, "expired", http.StatusUnauthorized)
+				return
+			}
 			u.mu.Lock()
 			u.requests = append(u.requests, r.Clone(context.Background()))
 			u.bodies = append(u.bodies, body)

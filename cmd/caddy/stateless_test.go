@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -202,5 +203,21 @@ func TestStatelessSubscribeUnsupported(t *testing.T) {
 	err := cs.Subscribe(bounded(t), &mcp.SubscribeParams{URI: "interop://greeting"})
 	if rpcErr, ok := errors.AsType[*jsonrpc.Error](err); !ok || rpcErr.Code != -32601 {
 		t.Errorf("subscribe: %v; want -32601, the upstream takes no subscriptions", err)
+	}
+}
+
+// TestStatelessRetryRefused: a protected upstream refuses the retry of a
+// call that asked for input (the token expired meanwhile). The POST that
+// brought the call was answered long before, so the client gets a
+// JSON-RPC error for the call rather than waiting for ever.
+func TestStatelessRetryRefused(t *testing.T) {
+	const token = "Bearer expires-during-the-call"
+	up := startStatelessGoServerWith(t, token)
+	_, addr := startGateway(t, up.url, "")
+	cs := connect(t, "http://"+addr+"/sse", &mcp.ClientOptions{CreateMessageHandler: answerSampling},
+		&http.Client{Transport: headerTransport{"Authorization": token}})
+	_, err := callText(bounded(t), cs, "sample", map[string]any{})
+	if rpcErr, ok := errors.AsType[*jsonrpc.Error](err); !ok || !strings.Contains(rpcErr.Message, "401") {
+		t.Errorf("sample with its retry refused: %v; want a JSON-RPC error naming the 401", err)
 	}
 }
