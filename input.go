@@ -1,6 +1,7 @@
 package mcpsse
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -36,7 +37,7 @@ type inputRequired struct {
 // asksInput reads result as an input_required result, if it is one.
 func asksInput(result json.RawMessage) (inputRequired, bool) {
 	var ir inputRequired
-	if len(result) == 0 || json.Unmarshal(result, &ir) != nil || ir.ResultType != "input_required" {
+	if !bytes.Contains(result, []byte(`"input_required"`)) || json.Unmarshal(result, &ir) != nil || ir.ResultType != "input_required" {
 		return ir, false
 	}
 	return ir, true
@@ -117,7 +118,7 @@ func (s *session) call(ctx context.Context, m message, header http.Header, writt
 		}
 		delete(o.params, "inputResponses")
 		if len(answers) > 0 {
-			o.params["inputResponses"] = encodeJSON(answers)
+			o.params["inputResponses"] = encodeRaw(answers)
 		}
 		delete(o.params, "requestState")
 		if ir.RequestState != nil {

@@ -174,13 +174,17 @@ func (t *toolHeaders) learn(raw []byte, result json.RawMessage, logger *zap.Logg
 	if len(kept) == len(tools) {
 		return raw
 	}
-	list["tools"] = encodeJSON(kept)
+	items := make([][]byte, len(kept))
+	for i, tool := range kept {
+		items[i] = tool
+	}
+	list["tools"] = append(append([]byte("["), bytes.Join(items, []byte(","))...), ']')
 	var resp map[string]json.RawMessage
 	if json.Unmarshal(raw, &resp) != nil {
 		return raw
 	}
-	resp["result"] = encodeJSON(list)
-	return encodeJSON(resp)
+	resp["result"] = encodeRaw(list)
+	return encodeRaw(resp)
 }
 
 // schemaHeaders returns the headers an input schema's x-mcp-header

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -101,17 +102,13 @@ func (o outgoing) body(meta requestMeta) []byte {
 		level, _ := json.Marshal(meta.logLevel)
 		setDefault(fields, metaLogLevel, level)
 	}
-	params["_meta"], _ = json.Marshal(fields)
-	b, err := json.Marshal(struct {
-		JSONRPC string                     `json:"jsonrpc"`
-		ID      json.RawMessage            `json:"id,omitempty"`
-		Method  string                     `json:"method"`
-		Params  map[string]json.RawMessage `json:"params"`
-	}{"2.0", o.id, o.method, params})
-	if err != nil {
-		panic(fmt.Sprintf("encoding a request: %v", err)) // raw JSON from valid messages
+	params["_meta"] = encodeRaw(fields)
+	method, _ := json.Marshal(o.method)
+	msg := map[string]json.RawMessage{"jsonrpc": json.RawMessage(`"2.0"`), "method": method, "params": encodeRaw(params)}
+	if o.id != nil {
+		msg["id"] = o.id
 	}
-	return b
+	return encodeRaw(msg)
 }
 
 // formElicitation returns client capabilities with an empty elicitation
@@ -262,7 +259,7 @@ func withID(raw []byte, id json.RawMessage) []byte {
 		return raw
 	}
 	fields["id"] = id
-	return encodeJSON(fields)
+	return encodeRaw(fields)
 }
 
 // revisionOnlyFields are the members of results that only
@@ -314,28 +311,56 @@ func asLegacy(raw []byte) []byte {
 			if len(meta) == 0 {
 				delete(fields, "_meta")
 			} else {
-				fields["_meta"] = encodeJSON(meta)
+				fields["_meta"] = encodeRaw(meta)
 			}
 		}
 		if dropped {
-			msg[member] = encodeJSON(fields)
+			msg[member] = encodeRaw(fields)
 			changed = true
 		}
 	}
 	if !changed {
 		return raw
 	}
-	return encodeJSON(msg)
+	return encodeRaw(msg)
 }
 
-// encodeJSON encodes v compactly, without escaping <, > and & as
-// json.Marshal does: what the gateway rewrites keeps the upstream's text.
-func encodeJSON(v any) []byte {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		panic(fmt.Sprintf("encoding JSON: %v", err)) // raw JSON from valid messages
+// encodeRaw encodes an object of JSON values, its members in key order.
+// The values are written as they are: they are compact JSON from a parsed
+// message, or the gateway's own, and neither needs json.Marshal's second
+// validation, nor its escaping of <, > and &, which would change the
+// upstream's text.
+func encodeRaw(fields map[string]json.RawMessage) []byte {
+	size := 2
+	for k, v := range fields {
+		size += len(k) + len(v) + 4
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+	b := make([]byte, 0, size)
+	b = append(b, '{')
+	for i, k := range slices.Sorted(maps.Keys(fields)) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, k)
+		b = append(b, ':')
+		b = append(b, fields[k]...)
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string, escaping what JSON requires
+// and nothing else.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, fmt.Sprintf(`\u%04x`, c)...)
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
 }

@@ -212,3 +212,15 @@ func TestValidateUpstreamProtocol(t *testing.T) {
 		}
 	}
 }
+
+func TestEncodeRaw(t *testing.T) {
+	got := string(encodeRaw(map[string]json.RawMessage{"b": json.RawMessage(`"<&>"`), "a\"\\\n": json.RawMessage(`{"x":[1,2]}`)}))
+	want := `{"a\"\\\u000a":{"x":[1,2]},"b":"<&>"}`
+	if got != want {
+		t.Errorf("encodeRaw: %s, want %s", got, want)
+	}
+	var back map[string]any
+	if err := json.Unmarshal([]byte(got), &back); err != nil || back["a\"\\\n"] == nil {
+		t.Errorf("encodeRaw's output does not read back: %v, %v", back, err)
+	}
+}

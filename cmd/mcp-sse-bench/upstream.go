@@ -19,12 +19,13 @@ func runUpstream(args []string) error {
 	streamableAddr := fs.String("streamable", "127.0.0.1:0", "listen address of the Streamable HTTP server")
 	sseAddr := fs.String("sse", "127.0.0.1:0", "listen address of the HTTP+SSE server")
 	h2c := fs.Bool("h2c", true, "take h2c on the Streamable HTTP server")
+	stateless := fs.Bool("stateless", false, "serve Streamable HTTP statelessly, which offers revision 2026-07-28 (the gateway then speaks it)")
 	_ = fs.Parse(args)
 
 	server := demo.NewServer()
 	getServer := func(*http.Request) *mcp.Server { return server }
 
-	streamable := &http.Server{Handler: mcp.NewStreamableHTTPHandler(getServer, nil)}
+	streamable := &http.Server{Handler: mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{Stateless: *stateless})}
 	streamable.Protocols = new(http.Protocols)
 	streamable.Protocols.SetHTTP1(true)
 	streamable.Protocols.SetUnencryptedHTTP2(*h2c)
