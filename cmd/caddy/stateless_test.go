@@ -221,3 +221,29 @@ func TestStatelessRetryRefused(t *testing.T) {
 		t.Errorf("sample with its retry refused: %v; want a JSON-RPC error naming the 401", err)
 	}
 }
+
+// TestStatelessListChangedTS: the TypeScript SDK v2 server in reject mode
+// says its tool list changed (on its subscriptions/listen streams only);
+// the legacy client through the gateway gets notifications/tools/list_changed.
+func TestStatelessListChangedTS(t *testing.T) {
+	up := "http://" + startNodeServer(t, "@modelcontextprotocol/server", "ts-sdk-v2-server.mjs", "reject") + "/mcp"
+	_, addr := startGateway(t, up, "")
+	changed := make(chan struct{}, 1)
+	cs := connect(t, "http://"+addr+"/sse", &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		},
+	}, nil)
+	ctx := bounded(t)
+	if got, err := callText(ctx, cs, "change", map[string]any{}); err != nil || got != "changed" {
+		t.Fatalf("change: %q, %v", got, err)
+	}
+	select {
+	case <-changed:
+	case <-ctx.Done():
+		t.Fatal("no notifications/tools/list_changed through the gateway")
+	}
+}
