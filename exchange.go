@@ -16,6 +16,12 @@ import (
 // version it brings; for notifications/initialized only once the
 // upstream's GET stream is open, so that a message the upstream sends on
 // it during the next request is not lost.
+//
+// The gateway answers a client's server/discover itself. A client's
+// initialize first asks which revision the upstream speaks (unless
+// upstream_protocol pins 2025-11-25); for one of revisionStateless the
+// gateway answers it, and every later message of the session goes to
+// exchangeStateless instead.
 func (s *session) exchange(ctx context.Context, m message, header http.Header, written func(), cfg *settings, v *verdict) error {
 	initialize := m.kind == kindRequest && m.method == "initialize"
 	switch {
