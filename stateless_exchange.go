@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"go.uber.org/zap"
@@ -14,6 +17,9 @@ import (
 
 // codeMethodNotFound answers a method the gateway does not relay.
 const codeMethodNotFound = -32601
+
+// logLevels are the levels of logging/setLevel (those of RFC 5424).
+var logLevels = []string{"debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"}
 
 // errCancelled ends a call the client cancelled.
 var errCancelled = errors.New("the client cancelled the request")
@@ -155,6 +161,11 @@ func (s *session) exchangeStateless(ctx context.Context, m message, header http.
 			} `json:"params"`
 		}
 		_ = json.Unmarshal(m.raw, &p)
+		if !slices.Contains(logLevels, p.Params.Level) {
+			// Sent on, it would make the upstream refuse every request.
+			s.answer(ctx, errorResponse(m.id, codeInvalidParams, fmt.Sprintf("params.level %q is none of %s", p.Params.Level, strings.Join(logLevels, ", "))))
+			break
+		}
 		s.mu.Lock()
 		s.statelessLocked().logLevel = p.Params.Level
 		s.mu.Unlock()

@@ -82,6 +82,10 @@ func TestStatelessUpstreamGateway(t *testing.T) {
 		if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "log"}); err != nil {
 			t.Fatalf("calling log: %v", err)
 		}
+		err := cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "loud"})
+		if rpcErr, ok := errors.AsType[*jsonrpc.Error](err); !ok || rpcErr.Code != -32602 {
+			t.Errorf("setting the log level loud: %v; want -32602", err)
+		}
 		if err := cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "info"}); err != nil {
 			t.Fatalf("setting the log level: %v", err)
 		}
