@@ -99,6 +99,8 @@ type browser struct {
 	requests map[network.RequestID]*browserRequest
 	order    []network.RequestID
 	console  []string
+	// recorded has a value after the tab reported something new.
+	recorded chan struct{}
 }
 
 // browserRequest is one request the tab sent (preflights included) and
@@ -137,7 +139,7 @@ func startBrowser(t *testing.T) *browser {
 	}
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(allocCtx)
-	b := &browser{ctx: ctx, requests: make(map[network.RequestID]*browserRequest)}
+	b := &browser{ctx: ctx, requests: make(map[network.RequestID]*browserRequest), recorded: make(chan struct{}, 1)}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("browser console:\n%s", strings.Join(b.consoleLines(), "\n"))
@@ -169,6 +171,12 @@ func startBrowser(t *testing.T) *browser {
 func (b *browser) record(ev any) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	defer func() {
+		select {
+		case b.recorded <- struct{}{}:
+		default:
+		}
+	}()
 	switch ev := ev.(type) {
 	case *network.EventRequestWillBeSent:
 		r := b.request(ev.RequestID)
@@ -233,14 +241,38 @@ func (b *browser) consoleLines() []string {
 
 // sent returns the requests the tab sent since the last call, in order.
 func (b *browser) sent() []browserRequest {
+	out := b.peek()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.order = nil
+	clear(b.requests)
+	return out
+}
+
+// sentUntil is sent once enough says the requests are all there, or after
+// 10 s: the tab reports a request's events on its own schedule, some after
+// the page's script learned how it ended.
+func (b *browser) sentUntil(enough func([]browserRequest) bool) []browserRequest {
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for !enough(b.peek()) {
+		select {
+		case <-b.recorded:
+		case <-deadline.C:
+			return b.sent()
+		}
+	}
+	return b.sent()
+}
+
+// peek returns the requests the tab sent since the last call to sent.
+func (b *browser) peek() []browserRequest {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := make([]browserRequest, 0, len(b.order))
 	for _, id := range b.order {
 		out = append(out, *b.requests[id])
 	}
-	b.order = nil
-	clear(b.requests)
 	return out
 }
 
@@ -516,16 +548,31 @@ func TestBrowser(t *testing.T) {
 		if err != nil || !strings.Contains(string(posted), "refused") {
 			t.Errorf("a POST from an origin not allowed: %s %v", posted, err)
 		}
-		var streams, pre int
-		for _, r := range b.sent() {
+		// Requests counted once the browser told how they ended: a
+		// stream request by its failure, a preflight by its status.
+		counts := func(sent []browserRequest) (streams, pre int) {
+			for _, r := range sent {
+				switch {
+				case strings.HasPrefix(r.URL, gw+"/sse") && r.Method == "GET" && r.Failed != "":
+					streams++
+				case r.Type == network.ResourceTypePreflight && r.Status != 0:
+					pre++
+				}
+			}
+			return streams, pre
+		}
+		sent := b.sentUntil(func(sent []browserRequest) bool {
+			streams, pre := counts(sent)
+			return streams >= 2 && pre >= 1
+		})
+		streams, pre := counts(sent)
+		for _, r := range sent {
 			switch {
 			case strings.HasPrefix(r.URL, gw+"/sse") && r.Method == "GET":
-				streams++
 				if r.Status != http.StatusForbidden || r.CORS == "" {
 					t.Errorf("GET /sse from an origin not allowed: %d, CORS error %q; want 403 that the browser hides", r.Status, r.CORS)
 				}
 			case r.Type == network.ResourceTypePreflight:
-				pre++
 				if r.Status != http.StatusForbidden {
 					t.Errorf("the preflight of a POST from an origin not allowed: %d, want 403", r.Status)
 				}

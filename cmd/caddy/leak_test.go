@@ -106,13 +106,18 @@ func TestSessionsLeaveNoGoroutines(t *testing.T) {
 	// opened and never used (Go's transport dials such spares), so the
 	// check runs until it passes or waitFor gives up.
 	waitFor(t, func() error {
-		return goleak.Find(before,
-			// What the last config load started.
-			goleak.IgnoreAnyFunction("net/http.(*Server).Serve"),
-			goleak.IgnoreAnyFunction("github.com/caddyserver/caddy/v2/modules/caddypki.(*PKI).maintenanceForCA"),
-			goleak.IgnoreAnyFunction("github.com/caddyserver/caddy/v2/modules/caddytls.(*TLS).keepStorageClean.func1"),
-		)
+		return leftSince(before)
 	})
+}
+
+// leftSince returns an error naming the goroutines started since before
+// that are still running, besides what the last config load started.
+func leftSince(before goleak.Option) error {
+	return goleak.Find(before,
+		goleak.IgnoreAnyFunction("net/http.(*Server).Serve"),
+		goleak.IgnoreAnyFunction("github.com/caddyserver/caddy/v2/modules/caddypki.(*PKI).maintenanceForCA"),
+		goleak.IgnoreAnyFunction("github.com/caddyserver/caddy/v2/modules/caddytls.(*TLS).keepStorageClean.func1"),
+	)
 }
 
 // handler is an mcp_sse directive whose sessions wait briefly for their
@@ -144,4 +149,42 @@ func openInitialized(client *http.Client, prefix string) (*rawStream, error) {
 	}
 	resp.Body.Close()
 	return s, nil
+}
+
+// TestStatelessSessionsLeaveNoGoroutines opens sessions in front of a
+// server of revision 2026-07-28, each with its subscriptions/listen
+// stream (the server announces tool list changes), a resource
+// subscription, and a call still waiting upstream when the client leaves;
+// once the sessions have ended and the handler is gone, no goroutine the
+// test did not find at its start may be left.
+func TestStatelessSessionsLeaveNoGoroutines(t *testing.T) {
+	const sessions = 50
+	up := startStatelessGoServer(t)
+	site := func(withHandler bool) string {
+		s := "http://127.0.0.1:9080 {\n\tbind 127.0.0.1\n"
+		if withHandler {
+			s += "\t" + handler(up.url, "/s", "") + "\n"
+		}
+		return s + "\trespond \"next\" 200\n}\n"
+	}
+	loadCaddyfile(t, site(false))
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	defer client.CloseIdleConnections()
+	before := goleak.IgnoreCurrent()
+
+	loadCaddyfile(t, site(true))
+	for i := range sessions {
+		s, err := openInitialized(client, "/s")
+		if err != nil {
+			t.Fatalf("opening session %d: %v", i, err)
+		}
+		s.post(t, `{"jsonrpc":"2.0","id":2,"method":"resources/subscribe","params":{"uri":"interop://greeting"}}`)
+		s.post(t, `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"wait","arguments":{}}}`)
+		s.resp.Body.Close()
+	}
+	loadCaddyfile(t, site(false))
+
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+	client.CloseIdleConnections()
+	waitFor(t, func() error { return leftSince(before) })
 }
