@@ -94,8 +94,17 @@ func (s *session) initializeStateless(ctx context.Context, m message, header htt
 	params := initializeParams(m)
 	d, err := s.store.discovery.discover(ctx, s, params, header.Clone(), cfg)
 	if err != nil {
-		if se, ok := errors.AsType[*statusError](err); ok && se.refusesCredential() {
+		se, refused := errors.AsType[*statusError](err)
+		if refused = refused && se.refusesCredential(); refused {
 			v.give(se)
+		}
+		if !refused && cfg.upstreamProtocol == upstreamProtocolAuto {
+			// No answer on the revision (unreachable, failing, cut
+			// off): the initialize goes upstream as it did before there
+			// was discovery, and meets the same trouble or not (a server
+			// of an earlier revision that fails on the unknown method);
+			// the next one asks again.
+			return false, nil
 		}
 		return true, err
 	}

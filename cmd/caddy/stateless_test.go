@@ -251,3 +251,23 @@ func TestStatelessListChangedTS(t *testing.T) {
 		t.Fatal("no notifications/tools/list_changed through the gateway")
 	}
 }
+
+// TestDiscoverFailureFallsBack: an upstream of an earlier revision that
+// fails on server/discover (500) still gets its sessions initialized, as
+// before the gateway asked.
+func TestDiscoverFailureFallsBack(t *testing.T) {
+	up := newTestUpstream(t)
+	gate := func(w http.ResponseWriter, r *http.Request) *http.Request {
+		if r.Header.Get("Mcp-Method") == "server/discover" {
+			http.Error(w, "unknown method", http.StatusInternalServerError)
+			return nil
+		}
+		return r
+	}
+	up.gate.Store(&gate)
+	_, addr := startGateway(t, up.URL, "")
+	cs := connect(t, "http://"+addr+"/sse", nil, nil)
+	if got, err := callText(bounded(t), cs, "echo", map[string]any{"text": "still"}); err != nil || got != "still" {
+		t.Fatalf("echo in front of an upstream that fails server/discover: %q, %v", got, err)
+	}
+}
