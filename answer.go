@@ -39,12 +39,9 @@ func (s *session) relayAnswer(ctx context.Context, resp *http.Response, m messag
 	case "text/event-stream":
 		return s.relayAnswerEvents(ctx, resp.Body, to, cfg)
 	case "application/json":
-		body, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamMessage+1))
+		body, err := readJSONAnswer(resp.Body)
 		if err != nil {
-			return fmt.Errorf("%w: %w", errBrokenAnswer, err)
-		}
-		if len(body) > maxUpstreamMessage {
-			return fmt.Errorf("%w: an answer over %d bytes", errNotMCP, maxUpstreamMessage)
+			return err
 		}
 		found, err := s.relayPayload(ctx, body, to)
 		switch {
@@ -73,22 +70,35 @@ func (s *session) relayAnswer(ctx context.Context, resp *http.Response, m messag
 	return fmt.Errorf("%w: %s with %q", errNotMCP, resp.Status, mediaType)
 }
 
+// readJSONAnswer reads an upstream answer of type application/json, up to
+// maxUpstreamMessage.
+func readJSONAnswer(body io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(body, maxUpstreamMessage+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errBrokenAnswer, err)
+	}
+	if len(b) > maxUpstreamMessage {
+		return nil, fmt.Errorf("%w: an answer over %d bytes", errNotMCP, maxUpstreamMessage)
+	}
+	return b, nil
+}
+
+// errorBodyResponse returns the JSON-RPC response to the request id found
+// in the body of a failed upstream request, if it holds one.
+func errorBodyResponse(resp *http.Response, id json.RawMessage) (message, bool) {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return message{}, false
+	}
+	r, err := parseMessage(body)
+	return r, err == nil && r.kind == kindResponse && sameID(r.id, id)
+}
+
 // relayErrorBody relays a JSON-RPC error response to m found in the body of
 // a failed upstream request, and reports whether it did.
 func (s *session) relayErrorBody(ctx context.Context, resp *http.Response, m message) bool {
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil {
-		return false
-	}
-	r, err := parseMessage(body)
-	if err != nil || r.kind != kindResponse || !sameID(r.id, m.id) {
-		return false
-	}
-	if s.deliver(ctx, eventData(r.raw)) != nil {
-		return false
-	}
-	metrics.messages.WithLabelValues(toClient, r.kind.String()).Inc()
-	return true
+	r, ok := errorBodyResponse(resp, m.id)
+	return ok && s.relayToClient(ctx, r.raw, r.kind, answerTo{}) == nil
 }
 
 // answerTo says what an upstream answer answers: the request with id, if
@@ -113,17 +123,10 @@ func (s *session) relayEvents(ctx context.Context, events *sseReader, to answerT
 	for {
 		ev, err := events.next()
 		if err != nil {
-			// io.EOF is a clean end; a cut event, a cut connection or
-			// a read error is an answer that broke off.
-			switch {
-			case errors.Is(err, io.EOF) && to.id == nil:
-				return nil
-			case errors.Is(err, io.EOF):
-				return errNoResponse
-			case errors.Is(err, errEventTooLarge):
-				return fmt.Errorf("%w: %w", errNotMCP, err)
+			if errors.Is(err, io.EOF) && to.id == nil {
+				return nil // what waits for no response ends cleanly
 			}
-			return fmt.Errorf("%w: %w", errBrokenAnswer, err)
+			return eventsError(err)
 		}
 		if to.pending && events.lastID != progress {
 			progress = events.lastID
@@ -162,10 +165,9 @@ func (s *session) relayPayload(ctx context.Context, payload []byte, to answerTo)
 		if c := s.store.logger().Check(zapcore.DebugLevel, "relaying upstream message"); c != nil {
 			c.Write(zap.String("session", s.tag), zap.Stringer("kind", r.kind), zap.String("method", r.method))
 		}
-		if err := s.deliverFrom(ctx, eventData(r.raw), to); err != nil {
+		if err := s.relayToClient(ctx, r.raw, r.kind, to); err != nil {
 			return found, err
 		}
-		metrics.messages.WithLabelValues(toClient, r.kind.String()).Inc()
 	}
 	return found, nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -54,13 +55,7 @@ func (s *session) call(ctx context.Context, m message, header http.Header, writt
 	defer st.untrack(m.id)
 
 	to := answerTo{id: m.id, pending: m.pended}
-	relay := func(r message) error {
-		if err := s.deliverFrom(callCtx, eventData(asLegacy(r.raw)), to); err != nil {
-			return err
-		}
-		metrics.messages.WithLabelValues(toClient, r.kind.String()).Inc()
-		return nil
-	}
+	relay := func(r message) error { return s.relayToClient(callCtx, asLegacy(r.raw), r.kind, to) }
 	o := outgoingOf(m)
 	onWritten := written
 	refreshed := false
@@ -154,13 +149,7 @@ func (s *session) askClient(ctx context.Context, st *statelessState, requests ma
 			}
 		}
 	}()
-	for _, key := range slices.Sorted(func(yield func(string) bool) {
-		for k := range requests {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
+	for _, key := range slices.Sorted(maps.Keys(requests)) {
 		var r struct {
 			Method string          `json:"method"`
 			Params json.RawMessage `json:"params"`
@@ -177,10 +166,9 @@ func (s *session) askClient(ctx context.Context, st *statelessState, requests ma
 			Method  string          `json:"method"`
 			Params  json.RawMessage `json:"params,omitempty"`
 		}{"2.0", p.id, r.Method, r.Params})
-		if err := s.deliver(ctx, eventData(raw)); err != nil {
+		if err := s.relayToClient(ctx, raw, kindRequest, answerTo{}); err != nil {
 			return nil, nil, err
 		}
-		metrics.messages.WithLabelValues(toClient, kindRequest.String()).Inc()
 	}
 	answers := make(map[string]json.RawMessage, len(pending))
 	for len(pending) > 0 {

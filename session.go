@@ -325,6 +325,16 @@ func (s *session) deliver(ctx context.Context, data []byte) error {
 	return s.deliverFrom(ctx, data, answerTo{})
 }
 
+// relayToClient queues the compact message raw of the kind for the
+// session's stream as deliverFrom does, and counts it once queued.
+func (s *session) relayToClient(ctx context.Context, raw []byte, kind messageKind, to answerTo) error {
+	if err := s.deliverFrom(ctx, eventData(raw), to); err != nil {
+		return err
+	}
+	metrics.messages.WithLabelValues(toClient, kind.String()).Inc()
+	return nil
+}
+
 // deliverFrom is deliver for a message of the upstream's answer to, or of
 // its GET stream (to.stream). In a cluster, the message goes to the
 // session's log in Redis. If Redis cannot be reached, it goes to the

@@ -178,8 +178,7 @@ func parseAnswer(m message) statelessAnswer {
 // response in its body, if it has one for id.
 func (s *session) readStatelessAnswer(ctx context.Context, resp *http.Response, id json.RawMessage, other func(message) error) (statelessAnswer, error) {
 	if err := checkStatus(resp); err != nil {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		if r, perr := parseMessage(body); perr == nil && r.kind == kindResponse && sameID(r.id, id) {
+		if r, ok := errorBodyResponse(resp, id); ok {
 			return parseAnswer(r), err
 		}
 		return statelessAnswer{}, err
@@ -206,12 +205,9 @@ func (s *session) readStatelessAnswer(ctx context.Context, resp *http.Response, 
 	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	switch mediaType {
 	case "application/json":
-		body, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamMessage+1))
-		switch {
-		case err != nil:
-			return statelessAnswer{}, fmt.Errorf("%w: %w", errBrokenAnswer, err)
-		case len(body) > maxUpstreamMessage:
-			return statelessAnswer{}, fmt.Errorf("%w: an answer over %d bytes", errNotMCP, maxUpstreamMessage)
+		body, err := readJSONAnswer(resp.Body)
+		if err != nil {
+			return statelessAnswer{}, err
 		}
 		if err := take(body); err != nil {
 			return statelessAnswer{}, err
@@ -240,7 +236,8 @@ func (s *session) readStatelessAnswer(ctx context.Context, resp *http.Response, 
 }
 
 // eventsError is the error of an upstream answer stream that ended with
-// err before the response came.
+// err before the response came: io.EOF is a clean end without it; a cut
+// event, a cut connection or a read error is an answer that broke off.
 func eventsError(err error) error {
 	switch {
 	case errors.Is(err, io.EOF):

@@ -132,9 +132,7 @@ var errNotStateless = errors.New("upstream does not offer protocol revision " + 
 
 // answer queues the gateway's own answer to a client request.
 func (s *session) answer(ctx context.Context, data []byte) {
-	if s.deliver(ctx, data) == nil {
-		metrics.messages.WithLabelValues(toClient, kindResponse.String()).Inc()
-	}
+	_ = s.relayToClient(ctx, data, kindResponse, answerTo{})
 }
 
 // exchangeStateless handles the client's message m for an upstream that

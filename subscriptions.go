@@ -216,11 +216,7 @@ func (s *session) listenOnceStateless(sub *subscription) (acked, retry bool, err
 			sub.acknowledge(m)
 			return nil
 		}
-		err := s.deliverFrom(sub.ctx, eventData(asLegacy(m.raw)), answerTo{})
-		if err == nil {
-			metrics.messages.WithLabelValues(toClient, m.kind.String()).Inc()
-		}
-		return err
+		return s.relayToClient(sub.ctx, asLegacy(m.raw), m.kind, answerTo{})
 	})
 	return acked, true, err // a response ends the stream cleanly: open it again
 }

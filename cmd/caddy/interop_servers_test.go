@@ -143,11 +143,16 @@ func rootsTool(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.
 	if err != nil {
 		return nil, nil, fmt.Errorf("listing roots: %w", err)
 	}
+	return textResult(rootLines(res.Roots)), nil, nil
+}
+
+// rootLines is what the roots tools return: "uri name", a line each.
+func rootLines(roots []*mcp.Root) string {
 	var lines []string
-	for _, r := range res.Roots {
+	for _, r := range roots {
 		lines = append(lines, r.URI+" "+r.Name)
 	}
-	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: strings.Join(lines, "\n")}}}, nil, nil
+	return strings.Join(lines, "\n")
 }
 
 func imageTool(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {

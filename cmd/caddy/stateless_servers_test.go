@@ -252,9 +252,5 @@ func rootsInput(_ context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResul
 	if !ok {
 		return &mcp.CallToolResult{InputRequests: mcp.InputRequestMap{"roots": &mcp.ListRootsParams{}}}, nil
 	}
-	var lines []string
-	for _, r := range answer.Roots {
-		lines = append(lines, r.URI+" "+r.Name)
-	}
-	return textResult(strings.Join(lines, "\n")), nil
+	return textResult(rootLines(answer.Roots)), nil
 }
