@@ -52,11 +52,20 @@ func runGoSDKClient(t *testing.T, url, transport, script string) []opResult {
 	})
 	client.AddRoots(&mcp.Root{URI: "file:///interop", Name: "interop"})
 	var tr mcp.Transport = &mcp.SSEClientTransport{Endpoint: url}
+	// Over SSE the client asks for 2025-11-25 and so initializes at once,
+	// without server/discover: the Go SDK v1.8.0 SSE server answers a
+	// discover that comes before its session is fully set up with its whole
+	// version list, 2026-07-28 included, and the client then speaks that
+	// revision over SSE, where the server's tools then cannot ask the
+	// client anything (README, "Found on the way").
+	// TestStatelessUpstreamGateway covers the client's discover through
+	// the gateway.
+	opts := &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"}
 	if transport == "streamable" {
-		tr = &mcp.StreamableClientTransport{Endpoint: url}
+		tr, opts = &mcp.StreamableClientTransport{Endpoint: url}, nil
 	}
 	// The SSE transport ties its stream to the context it connects with.
-	cs, err := client.Connect(ctx, tr, nil)
+	cs, err := client.Connect(ctx, tr, opts)
 	if err != nil {
 		return failAll(ops, fmt.Errorf("connecting to %s: %w", url, err))
 	}
