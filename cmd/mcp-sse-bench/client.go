@@ -80,6 +80,10 @@ const (
 	// toEndpoint stops at the endpoint event: the hold floor has no
 	// session to initialize.
 	toEndpoint
+	// postingSetup posts initialize and notifications/initialized after
+	// the endpoint event, as a client sets a session up, and reads no
+	// answer: the hold floor accepts the messages and does nothing more.
+	postingSetup
 )
 
 // openSSE opens a session at the stream URL and, as how says, initializes
@@ -132,7 +136,18 @@ func openSSE(ctx context.Context, client *http.Client, streamURL string, how ope
 		s.close()
 		return nil, ctx.Err()
 	}
-	if how == toEndpoint {
+	switch how {
+	case toEndpoint:
+		return s, nil
+	case postingSetup:
+		if err := s.post(ctx, request(1, "initialize", initializeParams)); err != nil {
+			s.close()
+			return nil, fmt.Errorf("initialize: %w", err)
+		}
+		if err := s.post(ctx, []byte(initialized)); err != nil {
+			s.close()
+			return nil, fmt.Errorf("notifications/initialized: %w", err)
+		}
 		return s, nil
 	}
 	if err := s.initialize(ctx); err != nil {

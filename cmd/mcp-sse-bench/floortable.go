@@ -41,7 +41,7 @@ func (res *results) floorTables(cfg *config) string {
 	} {
 		var cols []holdColumn
 		if t.holds.floor != nil {
-			cols = append(cols, holdColumn{systemFloor, t.holds.floor})
+			cols = append(cols, holdColumn{systemFloor, t.holds.floor}, holdColumn{systemFloorPosts, t.holds.floorPosts})
 		}
 		for _, stream := range []string{streamOn, streamOff} {
 			if r := t.holds.gateway[stream]; r != nil {
@@ -83,14 +83,22 @@ func writeFloorTable(b *strings.Builder, title string, cols []holdColumn) {
 	kib := func(bytes float64) string { return fmt.Sprintf("%.1f KiB", bytes/1024) }
 
 	row("RSS per session", func(r *holdResult) string { return rssCell(*r) })
-	if floor := cols[0].r; cols[0].name == systemFloor {
-		row("… over the floor", func(r *holdResult) string {
-			if r == floor {
+	// over is the row of each hold's RSS over that of floor, for the
+	// holds after it.
+	over := func(name string, floor int) {
+		row(name, func(r *holdResult) string {
+			if i := slices.IndexFunc(cols, func(c holdColumn) bool { return c.r == r }); i <= floor {
 				return "–"
 			}
-			d := r.kibPerSession() - floor.kibPerSession()
-			return fmt.Sprintf("%+.1f KiB (%+.0f%%)", d, 100*d/floor.kibPerSession())
+			d := r.kibPerSession() - cols[floor].r.kibPerSession()
+			return fmt.Sprintf("%+.1f KiB (%+.0f%%)", d, 100*d/cols[floor].r.kibPerSession())
 		})
+	}
+	if cols[0].name == systemFloor {
+		over("… over the floor", 0)
+	}
+	if len(cols) > 1 && cols[1].name == systemFloorPosts {
+		over("… over the floor with the setup POSTs", 1)
 	}
 	mem("goroutine stacks per session", func(m sessionMem) string { return kib(m.stacks) })
 	mem("heap in use per session (live objects and the free room of their spans)", func(m sessionMem) string { return kib(m.heapInUse) })

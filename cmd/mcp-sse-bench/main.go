@@ -139,6 +139,9 @@ type results struct {
 type targetHolds struct {
 	gateway map[string]*holdResult // by upstream stream setting
 	floor   *holdResult            // nil unless the floor is measured
+	// floorPosts is the floor whose clients also post a session's setup
+	// messages, which it only accepts; nil unless the floor is measured.
+	floorPosts *holdResult
 }
 
 // The gateway's two upstream stream settings.
@@ -221,12 +224,20 @@ func run(ctx context.Context, cfg *config) (*results, error) {
 			continue
 		}
 		if slices.Contains(systems, systemFloor) {
-			log.Printf("%s: holding %d sessions, %s, for %v", systemFloor, t.n, t.how, cfg.hold)
-			r, err := holdOn(ctx, cfg, t.client, systemFloor, t.opts, t.n, cfg.hold)
-			if err != nil {
-				return nil, err
+			for _, f := range []struct {
+				r     **holdResult
+				posts bool
+				what  string
+			}{{&t.holds.floor, false, ""}, {&t.holds.floorPosts, true, ", with the setup POSTs"}} {
+				log.Printf("%s%s: holding %d sessions, %s, for %v", systemFloor, f.what, t.n, t.how, cfg.hold)
+				opts := t.opts
+				opts.setupPosts = f.posts
+				r, err := holdOn(ctx, cfg, t.client, systemFloor, opts, t.n, cfg.hold)
+				if err != nil {
+					return nil, err
+				}
+				*f.r = &r
 			}
-			t.holds.floor = &r
 		}
 		for _, stream := range []string{streamOn, streamOff} {
 			log.Printf("%s, %s: holding %d sessions, %s, for %v", systemGateway, stream, t.n, t.how, cfg.hold)

@@ -22,6 +22,11 @@ const (
 	// event and pings, no session. It holds streams only, for the
 	// memory a stream costs Caddy whatever its handler.
 	systemFloor = "hold floor"
+	// systemFloorPosts is the hold floor whose clients also post what
+	// sets a session up (initialize, notifications/initialized), which
+	// it accepts and drops: Caddy's own cost of those requests. It is
+	// measured in the target holds only, as part of systemFloor.
+	systemFloorPosts = "hold floor, setup POSTs accepted"
 )
 
 // systems is every system, in the order of the table's columns.
@@ -128,6 +133,7 @@ type deployment struct {
 type deployOptions struct {
 	h2c              bool // Caddy also takes h2c
 	noUpstreamStream bool // mcp_sse with upstream_stream off
+	setupPosts       bool // the floor's clients post a session's setup messages
 }
 
 // deploy starts a fresh upstream and, for the systems in front of it, a
@@ -140,6 +146,9 @@ func deploy(ctx context.Context, cfg *config, system string, opts deployOptions)
 			return nil, err
 		}
 		d.opening = toEndpoint
+		if opts.setupPosts {
+			d.opening = postingSetup
+		}
 		return d, nil
 	}
 	up, err := startUpstream(cfg.out, cfg.upstreamH2C)

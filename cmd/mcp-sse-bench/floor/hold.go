@@ -32,9 +32,11 @@ const defaultPingInterval = 15 * time.Second
 
 // Hold answers every GET with an event stream that announces an endpoint
 // and then carries only keep-alive pings, on the same grid as mcp_sse's,
-// until the client leaves or the server stops. It keeps no session and
-// takes no messages: what it costs per stream is what Caddy and net/http
-// cost, with the pings.
+// until the client leaves or the server stops. It keeps no session: what
+// it costs per stream is what Caddy and net/http cost, with the pings. A
+// POST, as a client sends its messages, is read and answered 202 Accepted,
+// and nothing else is done with it: what Caddy costs to take the messages
+// that set a session up, before it idles.
 type Hold struct {
 	// PingInterval is the time between two pings of a stream. Default: 15s.
 	PingInterval caddy.Duration `json:"ping_interval,omitempty"`
@@ -83,11 +85,23 @@ var endpointEvent = []byte("event: endpoint\ndata: /message?sessionId=x\n\n")
 
 var pingComment = []byte(": ping\n\n")
 
-// ServeHTTP holds a GET's stream; it refuses every other method.
+// maxMessage bounds the body of a POST that Hold reads.
+const maxMessage = 1 << 20
+
+// ServeHTTP holds a GET's stream and takes a POST; it refuses every other
+// method.
 func (h *Hold) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
-		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("bench_hold takes GET only, not %s", r.Method))
+	switch r.Method {
+	case http.MethodGet:
+	case http.MethodPost:
+		if _, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, maxMessage)); err != nil {
+			return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading the message: %w", err))
+		}
+		w.WriteHeader(http.StatusAccepted)
+		return nil
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("bench_hold takes GET and POST only, not %s", r.Method))
 	}
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")

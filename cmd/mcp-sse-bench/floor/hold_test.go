@@ -78,16 +78,34 @@ func TestHoldStopping(t *testing.T) {
 	}
 }
 
-// TestHoldRefusesPOST: there is no session to post to.
-func TestHoldRefusesPOST(t *testing.T) {
+// TestHoldTakesPOST: a message is read and accepted, one over the limit
+// refused; other methods are refused.
+func TestHoldTakesPOST(t *testing.T) {
 	srv := serve(t, &Hold{PingInterval: caddy.Duration(time.Second)})
-	resp, err := http.Post(srv.URL+"/message?sessionId=x", "application/json", strings.NewReader("{}"))
+	for _, tc := range []struct {
+		body string
+		want int
+	}{
+		{`{"jsonrpc":"2.0","method":"notifications/initialized"}`, http.StatusAccepted},
+		{strings.Repeat(" ", maxMessage+1), http.StatusBadRequest},
+	} {
+		resp, err := http.Post(srv.URL+"/message?sessionId=x", "application/json", strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("POST of %d bytes got %s, want %d", len(tc.body), resp.Status, tc.want)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodDelete, srv.URL+"/message?sessionId=x", nil)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != http.MethodGet {
-		t.Errorf("POST got %s, Allow %q; want 405, Allow GET", resp.Status, resp.Header.Get("Allow"))
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "GET, POST" {
+		t.Errorf("DELETE got %s, Allow %q; want 405, Allow GET, POST", resp.Status, resp.Header.Get("Allow"))
 	}
 }
 
