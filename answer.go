@@ -43,7 +43,7 @@ func (s *session) relayAnswer(ctx context.Context, resp *http.Response, m messag
 		if err != nil {
 			return err
 		}
-		found, err := s.relayPayload(ctx, body, to)
+		found, err := s.relayPayload(ctx, body, &to)
 		switch {
 		case to.id == nil && errors.Is(err, errNotMCP):
 			// A notification or response has no answer to wait for
@@ -118,10 +118,20 @@ type answerTo struct {
 // relayEvents relays the messages of one body of an upstream event stream.
 // For a request it returns once the response came through, and an error if
 // the body ends before; else it relays until the body ends.
-func (s *session) relayEvents(ctx context.Context, events *sseReader, to answerTo) error {
+func (s *session) relayEvents(ctx context.Context, events *sseReader, to *answerTo) error {
 	progress := events.lastID
 	for {
-		ev, err := events.next()
+		ev, ok, err := events.parse()
+		if !ok && err == nil {
+			// An idle stream's goroutine waits in this read, right under
+			// this frame rather than under next's: the upstream GET
+			// stream's goroutine waits here for the session's life, and
+			// Go halves a waiting goroutine's stack only while it uses
+			// under a quarter of it.
+			if err = events.fill(); err == nil {
+				continue
+			}
+		}
 		if err != nil {
 			if errors.Is(err, io.EOF) && to.id == nil {
 				return nil // what waits for no response ends cleanly
@@ -147,7 +157,7 @@ func (s *session) relayEvents(ctx context.Context, events *sseReader, to answerT
 
 // relayPayload relays one JSON-RPC message or batch from the upstream and
 // reports whether it held the response to the request.
-func (s *session) relayPayload(ctx context.Context, payload []byte, to answerTo) (bool, error) {
+func (s *session) relayPayload(ctx context.Context, payload []byte, to *answerTo) (bool, error) {
 	msgs, err := parseMessages(payload)
 	if err != nil {
 		return false, fmt.Errorf("%w: %v", errNotMCP, err)
@@ -165,7 +175,7 @@ func (s *session) relayPayload(ctx context.Context, payload []byte, to answerTo)
 		if c := s.store.logger().Check(zapcore.DebugLevel, "relaying upstream message"); c != nil {
 			c.Write(zap.String("session", s.tag), zap.Stringer("kind", r.kind), zap.String("method", r.method))
 		}
-		if err := s.relayToClient(ctx, r.raw, r.kind, to); err != nil {
+		if err := s.relayToClient(ctx, r.raw, r.kind, *to); err != nil {
 			return found, err
 		}
 	}

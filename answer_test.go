@@ -17,20 +17,20 @@ import (
 // relayed.
 func TestPrimingEventIsNoMessage(t *testing.T) {
 	t.Parallel()
-	store := newSessionStore("", &url.URL{Scheme: "http", Host: "127.0.0.1:1"}, "", &settings{logger: zap.NewNop()}, nil)
+	store := newSessionStore("", &url.URL{Scheme: "http", Host: "127.0.0.1:1"}, "", &settings{policy: policy{queueSize: 4}, logger: zap.NewNop()}, nil)
 	defer store.upstream.close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sess := &session{tag: "t", store: store, events: make(chan event, 4), ctx: ctx, cancel: cancel}
+	sess := &session{tag: "t", store: store, events: newEventQueue(), ctx: ctx, cancel: cancel}
 	const response = `{"jsonrpc":"2.0","id":7,"result":{}}`
 	body := "id: 1_0\nretry: 3000\ndata: \n\nid: 1_1\nevent: message\ndata: " + response + "\n\n"
 	if err := sess.relayAnswerEvents(ctx, strings.NewReader(body), answerTo{id: json.RawMessage("7")}, store.settings()); err != nil {
 		t.Fatalf("relaying a primed answer: %v", err)
 	}
-	if n := len(sess.events); n != 1 {
+	if n := sess.events.len(); n != 1 {
 		t.Fatalf("%d messages queued, want the response alone", n)
 	}
-	if got := string((<-sess.events).data); got != response {
+	if got := string(sess.events.take().data); got != response {
 		t.Errorf("queued %s, want %s", got, response)
 	}
 }

@@ -163,11 +163,7 @@ func (g *guard) probe(ctx context.Context, header http.Header, timeout time.Dura
 	header = header.Clone()
 	header.Del(headerSessionID)
 	header.Set("Accept", "text/event-stream")
-	req, err := g.up.newRequest(ctx, http.MethodGet, nil, header, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := g.up.do(req, timeout)
+	resp, err := g.up.send(ctx, http.MethodGet, nil, header, nil, timeout)
 	if err != nil {
 		return nil, err
 	}

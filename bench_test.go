@@ -201,13 +201,13 @@ func BenchmarkSSEReader(b *testing.B) {
 // no upstream and no stream.
 func benchRelaySession(b *testing.B) *session {
 	u, _ := url.Parse("http://127.0.0.1:1/mcp")
-	store := newSessionStore("", u, "", &settings{logger: zap.NewNop()}, nil)
+	store := newSessionStore("", u, "", &settings{policy: policy{queueSize: 1}, logger: zap.NewNop()}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(func() {
 		cancel()
 		store.upstream.close()
 	})
-	return &session{id: benchSessionID, tag: "bench", store: store, events: make(chan event, 1), ctx: ctx, cancel: cancel}
+	return &session{id: benchSessionID, tag: "bench", store: store, events: newEventQueue(), ctx: ctx, cancel: cancel}
 }
 
 // BenchmarkRelayPayload relays an upstream's application/json answer to a
@@ -218,18 +218,18 @@ func BenchmarkRelayPayload(b *testing.B) {
 			sess := benchRelaySession(b)
 			payload := []byte(tc.raw)
 			to := answerTo{id: json.RawMessage("7")}
-			found, err := sess.relayPayload(sess.ctx, payload, to)
+			found, err := sess.relayPayload(sess.ctx, payload, &to)
 			if err != nil || !found {
 				b.Fatalf("found %v, error %v; want the response", found, err)
 			}
-			if got := (<-sess.events).data; string(got) != tc.raw {
+			if got := sess.events.take().data; string(got) != tc.raw {
 				b.Fatalf("queued %.80q…, want the result", got)
 			}
 			b.SetBytes(int64(len(payload)))
 			b.ReportAllocs()
 			for b.Loop() {
-				_, _ = sess.relayPayload(sess.ctx, payload, to)
-				<-sess.events
+				_, _ = sess.relayPayload(sess.ctx, payload, &to)
+				sess.events.take()
 			}
 		})
 	}
@@ -247,7 +247,7 @@ func BenchmarkRelayEvents(b *testing.B) {
 			if err := sess.relayAnswerEvents(sess.ctx, r, to, sess.store.settings()); err != nil {
 				b.Fatal(err)
 			}
-			if got := (<-sess.events).data; string(got) != tc.raw {
+			if got := sess.events.take().data; string(got) != tc.raw {
 				b.Fatalf("queued %.80q…, want the result", got)
 			}
 			b.SetBytes(int64(len(body)))
@@ -255,7 +255,7 @@ func BenchmarkRelayEvents(b *testing.B) {
 			for b.Loop() {
 				r.Reset(body)
 				_ = sess.relayAnswerEvents(sess.ctx, r, to, sess.store.settings())
-				<-sess.events
+				sess.events.take()
 			}
 		})
 	}

@@ -136,7 +136,7 @@ func (s *session) apply(st sharedState) {
 	if s.header == nil && st.header != "" {
 		_ = json.Unmarshal([]byte(st.header), &s.header)
 	}
-	s.saved = st
+	s.saved = &st
 }
 
 // share writes to Redis what changed of the session's shared state since
@@ -149,7 +149,11 @@ func (s *session) share() {
 	}
 	s.mu.Lock()
 	now := s.snapshot()
-	changed := now.fields(s.saved)
+	var saved sharedState
+	if s.saved != nil {
+		saved = *s.saved
+	}
+	changed := now.fields(saved)
 	s.mu.Unlock()
 	if len(changed) == 0 {
 		return
@@ -159,7 +163,7 @@ func (s *session) share() {
 	})
 	if err == nil {
 		s.mu.Lock()
-		s.saved = now
+		s.saved = &now
 		s.mu.Unlock()
 	}
 }
@@ -256,7 +260,7 @@ func (st *sessionStore) fetch(id string) (*session, error) {
 	if !ok {
 		return nil, nil
 	}
-	s := st.newSession(id, user, identity, "", st.settings())
+	s := st.newSession(id, user, identity, "")
 	s.registered.Store(true)
 	s.apply(shared)
 	return st.adopt(s), nil
@@ -293,7 +297,7 @@ func (s *session) register() {
 		return
 	}
 	s.mu.Lock()
-	s.saved = st
+	s.saved = &st
 	s.mu.Unlock()
 	s.registered.Store(true)
 	if s.attached.Load() {
@@ -604,21 +608,14 @@ func (s *session) readLog(after uint64, count int64) ([]event, error) {
 // blocks the node's subscription: when the session's queue is full, the
 // stream reads what it missed from the log instead.
 func (s *session) offer(ev event) {
-	select {
-	case s.events <- ev:
-	default:
+	if s.events.tryPush(ev, s.store.settings().queueSize) != nil {
 		s.wakeUp()
 	}
 }
 
 // wakeUp tells the stream held here to read the session's log for events
 // it may have missed.
-func (s *session) wakeUp() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
+func (s *session) wakeUp() { signal(s.wake) }
 
 // dropStream stops the stream attached here, if any, for cause; the
 // session lives on.

@@ -50,12 +50,8 @@ func (s *session) exchange(ctx context.Context, m message, header http.Header, w
 	header.Set("Accept", "application/json, text/event-stream")
 	header = s.upstreamHeader(header)
 	up := s.store.upstream
-	req, err := up.newRequest(ctx, http.MethodPost, m.raw, header, onWritten)
-	if err != nil {
-		return err
-	}
 	defer observeDuration(http.MethodPost, time.Now())
-	resp, err := up.do(req, cfg.upstreamTimeout)
+	resp, err := up.send(ctx, http.MethodPost, m.raw, header, onWritten, cfg.upstreamTimeout)
 	if stale := header.Get(headerSessionID); err == nil && resp.StatusCode == http.StatusNotFound && stale != "" && !initialize && !m.quiet {
 		// The upstream forgot the session (it restarted, say): initialize
 		// a new one as the client did, and send m once more. Not for the
@@ -64,10 +60,7 @@ func (s *session) exchange(ctx context.Context, m message, header http.Header, w
 		if err := s.reinitialize(ctx, stale, header, cfg); err != nil {
 			return fmt.Errorf("initializing the upstream session again: %w", err)
 		}
-		if req, err = up.newRequest(ctx, http.MethodPost, m.raw, s.upstreamHeader(header), nil); err != nil {
-			return err
-		}
-		resp, err = up.do(req, cfg.upstreamTimeout)
+		resp, err = up.send(ctx, http.MethodPost, m.raw, s.upstreamHeader(header), nil, cfg.upstreamTimeout)
 	}
 	if err != nil {
 		return err

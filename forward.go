@@ -159,13 +159,6 @@ func (s *session) startOver() {
 	s.upstreamID, s.protocol = "", ""
 	s.initSeen, s.initialized = false, false
 	s.statelessState = nil
-drain:
-	for {
-		select {
-		case <-s.events:
-		default:
-			break drain
-		}
-	}
+	s.events.clear()
 	metrics.healed.WithLabelValues("client_restarted").Inc()
 }

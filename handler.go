@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -163,7 +164,7 @@ func endpointPath(r *http.Request, prefix string) string {
 // upstream's response headers to every message are in: with the upstream's
 // 401 or 403 if it refused the client's credential.
 func (h *Handler) serveMessage(w http.ResponseWriter, r *http.Request) error {
-	id := r.URL.Query().Get("sessionId")
+	id := queryValue(r.URL.RawQuery, "sessionId")
 	if id == "" {
 		return writeRPCError(w, http.StatusBadRequest, codeInvalidRequest, "missing sessionId query parameter", nil)
 	}
@@ -248,13 +249,40 @@ func (h *Handler) serveMessage(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// queryValue returns the first value of the parameter name in the query
+// rawQuery, as url.ParseQuery reads it, or "": without the map of every
+// parameter that URL.Query makes, on every POST.
+func queryValue(rawQuery, name string) string {
+	for q := rawQuery; q != ""; {
+		var pair string
+		pair, q, _ = strings.Cut(q, "&")
+		if strings.Contains(pair, ";") {
+			continue // ParseQuery rejects it
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		if k, err := url.QueryUnescape(k); err != nil || k != name {
+			continue
+		}
+		if v, err := url.QueryUnescape(v); err == nil {
+			return v
+		}
+	}
+	return ""
+}
+
 // sessionPlaceholder names the session of a request to either endpoint, for
 // access logs and the handlers after this one.
 const sessionPlaceholder = "http.mcp_sse.session_id"
 
+// setSessionPlaceholder sets the session placeholder of r to id. It adds a
+// provider to the request's replacer rather than Set it: Set would give
+// the replacer's map its first entry, a few hundred bytes a stream holds
+// for its whole life.
 func setSessionPlaceholder(r *http.Request, id string) {
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set(sessionPlaceholder, id)
+		repl.Map(func(key string) (any, bool) {
+			return id, key == sessionPlaceholder
+		})
 	}
 }
 

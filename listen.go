@@ -3,6 +3,7 @@ package mcpsse
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -77,7 +78,7 @@ func (s *session) listen(ctx context.Context) *listenRun {
 	if !s.initialized || s.upstream != ctx || s.reason != "" || (s.listening != nil && s.listening.upstream == ctx) {
 		return nil
 	}
-	if s.refused.refuses(s, ctx) {
+	if s.refused != nil && s.refused.refuses(s, ctx) {
 		return nil
 	}
 	run := &listenRun{upstream: ctx, opened: make(chan struct{})}
@@ -98,6 +99,8 @@ type listenRun struct {
 	// reopening resumes the stream from, and the upstream's retry. Only
 	// the relay's goroutine uses it.
 	events *sseReader
+	// to says that the relayed messages come from events, the stream.
+	to answerTo
 	// opened is closed once the first GET has its answer's headers, or
 	// has failed: from then on the upstream can send on the stream.
 	opened   chan struct{}
@@ -108,58 +111,76 @@ func (r *listenRun) markOpened() { r.openOnce.Do(func() { close(r.opened) }) }
 
 // relayListenStream opens the upstream's GET stream and opens it again
 // after it breaks, waiting longer each time, until ctx ends or the
-// upstream says it has no such stream for the session. The first failure
-// after a stream that ended cleanly is logged at warn, the retries after it
-// at debug.
+// upstream says it has no such stream for the session. Its goroutine waits
+// on the stream for the session's life, so the frames it waits under are
+// kept small (see relayEvents); what happens between streams is
+// listenAgain's.
 func (s *session) relayListenStream(run *listenRun) {
-	ctx := run.ctx
 	defer s.stopListening(run, nil)
 	defer run.markOpened()
-	backoff := time.Second
-	failing := false
+	b := listenBackoff{wait: time.Second}
 	for {
-		retry, sent, err := s.listenOnce(ctx, run)
-		if ctx.Err() != nil {
+		retry, sent, err := s.listenOnce(run.ctx, run)
+		if !s.listenAgain(run, &b, retry, sent, err) {
 			return
-		}
-		if err != nil {
-			countUpstreamError(err)
-		}
-		if !retry {
-			refused := listenRefusal{upstream: ctx, sessionID: sent.Get(headerSessionID), cred: credential(sent)}
-			if se, ok := errors.AsType[*statusError](err); ok && se.refusesCredential() {
-				refused.forCredential = true
-				s.store.guard.refused(se)
-			}
-			if !s.stopListening(run, &refused) {
-				continue // the client sent a newer credential meanwhile
-			}
-			if err != nil {
-				s.store.logger().Warn("upstream GET stream refused", zap.String("session", s.tag), zap.Error(err))
-			}
-			return
-		}
-		switch {
-		case err == nil:
-			backoff, failing = time.Second, false
-		case !failing:
-			failing = true
-			s.store.logger().Warn("upstream GET stream failed; retrying", zap.String("session", s.tag), zap.Error(err))
-		}
-		if c := s.store.logger().Check(zapcore.DebugLevel, "upstream GET stream ended"); c != nil {
-			c.Write(zap.String("session", s.tag), zap.Error(err))
-		}
-		wait := backoff
-		if !failing && run.events != nil && run.events.retry >= 0 {
-			wait = resumeDelay(run.events.retry) // the upstream asked for this
-		}
-		if !sleepCtx(ctx, wait) {
-			return
-		}
-		if failing {
-			backoff = min(2*backoff, listenBackoffMax)
 		}
 	}
+}
+
+// listenBackoff is the wait before the GET stream opens again, and whether
+// it is failing.
+type listenBackoff struct {
+	wait    time.Duration
+	failing bool
+}
+
+// listenAgain handles the end of one GET stream, which listenOnce reports,
+// waits before the next, and reports whether to open it. The first failure
+// after a stream that ended cleanly is logged at warn, the retries after
+// it at debug.
+func (s *session) listenAgain(run *listenRun, b *listenBackoff, retry bool, sent http.Header, err error) bool {
+	ctx := run.ctx
+	if ctx.Err() != nil {
+		return false
+	}
+	if err != nil {
+		countUpstreamError(err)
+	}
+	if !retry {
+		refused := listenRefusal{upstream: ctx, sessionID: sent.Get(headerSessionID), cred: credential(sent)}
+		if se, ok := errors.AsType[*statusError](err); ok && se.refusesCredential() {
+			refused.forCredential = true
+			s.store.guard.refused(se)
+		}
+		if !s.stopListening(run, &refused) {
+			return true // the client sent a newer credential meanwhile
+		}
+		if err != nil {
+			s.store.logger().Warn("upstream GET stream refused", zap.String("session", s.tag), zap.Error(err))
+		}
+		return false
+	}
+	switch {
+	case err == nil:
+		b.wait, b.failing = time.Second, false
+	case !b.failing:
+		b.failing = true
+		s.store.logger().Warn("upstream GET stream failed; retrying", zap.String("session", s.tag), zap.Error(err))
+	}
+	if c := s.store.logger().Check(zapcore.DebugLevel, "upstream GET stream ended"); c != nil {
+		c.Write(zap.String("session", s.tag), zap.Error(err))
+	}
+	wait := b.wait
+	if !b.failing && run.events != nil && run.events.retry >= 0 {
+		wait = resumeDelay(run.events.retry) // the upstream asked for this
+	}
+	if !sleepCtx(ctx, wait) {
+		return false
+	}
+	if b.failing {
+		b.wait = min(2*b.wait, listenBackoffMax)
+	}
+	return true
 }
 
 // stopListening records that run stops, refused for good if refused is
@@ -176,7 +197,7 @@ func (s *session) stopListening(run *listenRun, refused *listenRefusal) bool {
 		if !refused.refuses(s, run.upstream) {
 			return false
 		}
-		s.refused = *refused
+		s.refused = refused
 	}
 	s.listening = nil
 	run.cancel()
@@ -192,9 +213,20 @@ func (s *session) listeningRun() *listenRun {
 
 // listenOnce relays one GET stream, resuming it after the last event the
 // run had, and reports whether to open it again, and the headers it sent.
-// The run is marked opened once the GET has its answer's headers, or has
-// failed.
 func (s *session) listenOnce(ctx context.Context, run *listenRun) (retry bool, header http.Header, err error) {
+	body, retry, header, err := s.openListenStream(ctx, run)
+	if body == nil {
+		return retry, header, err
+	}
+	defer body.Close()
+	return true, header, s.relayEvents(ctx, run.events, &run.to)
+}
+
+// openListenStream sends the GET for the stream, and returns its body,
+// with run.events set to read it; or, if the upstream gave none, whether
+// to ask again and why not. The run is marked opened once the GET has its
+// answer's headers, or has failed.
+func (s *session) openListenStream(ctx context.Context, run *listenRun) (body io.ReadCloser, retry bool, header http.Header, err error) {
 	lastID := ""
 	if run.events != nil {
 		lastID = run.events.lastID
@@ -203,26 +235,32 @@ func (s *session) listenOnce(ctx context.Context, run *listenRun) (retry bool, h
 	resp, err := s.getEventStream(ctx, header, s.store.settings().upstreamTimeout)
 	run.markOpened()
 	if err != nil {
-		return true, header, err
+		return nil, true, header, err
 	}
-	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusMethodNotAllowed:
-		return false, header, nil // the upstream offers no such stream
+		retry = false // the upstream offers no such stream
 	case resp.StatusCode == http.StatusBadRequest && lastID != "":
 		// The upstream cannot replay after that event (its event store
 		// dropped it, say): open the stream afresh rather than none.
 		run.events = nil
-		return true, header, checkStatus(resp)
+		retry, err = true, checkStatus(resp)
 	case resp.StatusCode/100 == 4:
-		return false, header, checkStatus(resp)
+		retry, err = false, checkStatus(resp)
 	case resp.StatusCode/100 != 2:
-		return true, header, checkStatus(resp)
+		retry, err = true, checkStatus(resp)
+	default:
+		retry = true
+	}
+	if err != nil || !retry {
+		resp.Body.Close()
+		return nil, retry, header, err
 	}
 	if run.events == nil {
 		run.events = newSSEReader(resp.Body, maxUpstreamMessage)
+		run.to = answerTo{stream: run.events}
 	} else {
 		run.events.resumeWith(resp.Body)
 	}
-	return true, header, s.relayEvents(ctx, run.events, answerTo{stream: run.events})
+	return resp.Body, true, header, nil
 }

@@ -74,12 +74,7 @@ func metadataLocations(upstream *url.URL, challenge string) []string {
 
 // fetchMetadata fetches one metadata document and checks that it is one.
 func (g *guard) fetchMetadata(ctx context.Context, u string, timeout time.Duration) (map[string]json.RawMessage, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := g.up.do(req, timeout)
+	resp, err := g.up.do(ctx, http.MethodGet, u, nil, http.Header{"Accept": {"application/json"}}, nil, timeout)
 	if err != nil {
 		return nil, err
 	}

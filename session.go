@@ -46,7 +46,7 @@ type session struct {
 	identity string
 
 	// events carries compact JSON-RPC messages to the stream, in order.
-	events chan event
+	events eventQueue
 	// wake, in a cluster, tells the stream held here to read the
 	// session's log in Redis for events it missed; nil otherwise.
 	wake chan struct{}
@@ -90,29 +90,30 @@ type session struct {
 	// GET stream of that upstream session run under it.
 	upstream    context.Context
 	endUpstream context.CancelFunc
-	lastSent    chan struct{} // closed once the last message posted has gone upstream
-	inFlight    int           // messages posted and not yet done upstream
-	initialized bool          // notifications/initialized went upstream
-	listening   *listenRun    // the relay of the upstream GET stream, if any
-	refused     listenRefusal // why the GET stream stopped for good, if it did
-	reason      string        // why the session stopped; "" while it runs
-	ended       bool          // the upstream session is being or was deleted
-	expiry      *time.Timer   // ends the session while no stream is attached
-	recent      []sentEvent   // the last events written, for a replay
-	recentBytes int           // the size of their data
-	initParams  []byte        // the params of the client's initialize
-	initSeen    bool          // a client initialize was forwarded, or one made for it
-	saved       sharedState   // in a cluster, the shared state as Redis last had it from here
-	dropped     bool          // in a cluster, this copy left the store (see dropIfIdle)
+	lastSent    chan struct{}  // closed once the last message posted has gone upstream
+	inFlight    int            // messages posted and not yet done upstream
+	listening   *listenRun     // the relay of the upstream GET stream, if any
+	refused     *listenRefusal // why the GET stream stopped for good, if it did
+	reason      string         // why the session stopped; "" while it runs
+	expiry      *time.Timer    // ends the session while no stream is attached
+	recent      []sentEvent    // the last events written, for a replay
+	recentBytes int            // the size of their data
+	initParams  []byte         // the params of the client's initialize
+	saved       *sharedState   // in a cluster, the shared state as Redis last had it from here
 	// statelessState is kept for an upstream that speaks
 	// revisionStateless; nil otherwise.
 	statelessState *statelessState
+	// The flags, together, since each on its own would take a word.
+	initialized bool // notifications/initialized went upstream
+	ended       bool // the upstream session is being or was deleted
+	initSeen    bool // a client initialize was forwarded, or one made for it
+	dropped     bool // in a cluster, this copy left the store (see dropIfIdle)
 }
 
 // open starts a session for the stream request r, which the handler with
 // settings cfg serves.
 func (s *sessionStore) open(r *http.Request, cfg *settings) (*session, error) {
-	sess := s.newSession(uuid.NewString(), authUser(r), identity(r), r.RemoteAddr, cfg)
+	sess := s.newSession(uuid.NewString(), authUser(r), identity(r), r.RemoteAddr)
 	sess.header = forwardedHeader(r)
 	if err := s.add(sess, cfg); err != nil {
 		sess.cancel()
@@ -130,7 +131,7 @@ func (s *sessionStore) open(r *http.Request, cfg *settings) (*session, error) {
 
 // newSession makes the session id, opened by user of the identity from
 // remote, not yet in the store.
-func (s *sessionStore) newSession(id, user, identity, remote string, cfg *settings) *session {
+func (s *sessionStore) newSession(id, user, identity, remote string) *session {
 	sum := sha256.Sum256([]byte(id))
 	ctx, cancel := context.WithCancel(context.Background())
 	sent := make(chan struct{})
@@ -143,7 +144,7 @@ func (s *sessionStore) newSession(id, user, identity, remote string, cfg *settin
 		remote:   remote,
 		user:     user,
 		identity: identity,
-		events:   make(chan event, cfg.queueSize),
+		events:   newEventQueue(),
 		ctx:      ctx,
 		cancel:   cancel,
 		lastSent: sent,
@@ -227,11 +228,7 @@ func (s *session) deleteUpstream(ctx context.Context, id string) error {
 	header := s.currentHeader()
 	header.Set(headerSessionID, id)
 	up := s.store.upstream
-	req, err := up.newRequest(ctx, http.MethodDelete, nil, header, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := up.do(req, upstreamDeleteTimeout)
+	resp, err := up.send(ctx, http.MethodDelete, nil, header, nil, upstreamDeleteTimeout)
 	if err == nil {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusMethodNotAllowed && resp.StatusCode != http.StatusNotFound {
@@ -355,12 +352,7 @@ func (s *session) deliverFrom(ctx context.Context, data []byte, to answerTo) err
 			}
 		}
 	}
-	select {
-	case s.events <- event{data: data}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return s.events.push(ctx, event{data: data}, s.store.settings().queueSize)
 }
 
 // authUser returns the user that an authentication handler ahead in the

@@ -86,6 +86,12 @@ type sseReader struct {
 	skipLF  bool // the last line ended in CR: a LF right after it belongs to it
 	eof     bool
 	started bool // the first line, which may open with a byte order mark, was read
+
+	// The event being read, whose lines may come in several reads.
+	name    string
+	data    []byte
+	hasData bool
+	size    int
 }
 
 // byteOrderMark may open a stream, and is not part of its first line.
@@ -96,7 +102,8 @@ func newSSEReader(r io.Reader, maxSize int) *sseReader {
 }
 
 // resumeWith goes on reading from r, the body of the request that resumed
-// the stream, keeping the last event ID and reconnection time.
+// the stream, keeping the last event ID and reconnection time; an event
+// the previous body cut off is dropped.
 func (s *sseReader) resumeWith(r io.Reader) {
 	*s = sseReader{lastID: s.lastID, retry: s.retry, r: r, maxSize: s.maxSize}
 }
@@ -105,32 +112,47 @@ func (s *sseReader) resumeWith(r io.Reader) {
 // returns io.EOF; an event cut off by the end of the body is dropped, as
 // the specification requires, and reported as io.ErrUnexpectedEOF.
 func (s *sseReader) next() (sseEvent, error) {
-	var ev sseEvent
-	var data []byte
-	hasData := false
-	size := 0
 	for {
-		line, err := s.readLine()
+		ev, ok, err := s.parse()
+		if ok || err != nil {
+			return ev, err
+		}
+		if err := s.fill(); err != nil {
+			return sseEvent{}, err
+		}
+	}
+}
+
+// parse reads the whole lines the buffer holds, and returns the event
+// they complete (ok), or none if it needs more of the body (see fill). It
+// fails as next does.
+func (s *sseReader) parse() (sseEvent, bool, error) {
+	for {
+		line, ok, err := s.bufferedLine()
 		if err != nil {
-			if errors.Is(err, io.EOF) && (hasData || size > 0) {
+			if errors.Is(err, io.EOF) && (s.hasData || s.size > 0) {
 				err = io.ErrUnexpectedEOF
 			}
-			return sseEvent{}, err
+			return sseEvent{}, false, err
+		}
+		if !ok {
+			return sseEvent{}, false, nil
 		}
 		if !s.started {
 			s.started = true
 			line = bytes.TrimPrefix(line, byteOrderMark)
 		}
-		size += len(line) + 1
-		if size > s.maxSize {
-			return sseEvent{}, fmt.Errorf("%w: over %d bytes", errEventTooLarge, s.maxSize)
+		s.size += len(line) + 1
+		if s.size > s.maxSize {
+			return sseEvent{}, false, fmt.Errorf("%w: over %d bytes", errEventTooLarge, s.maxSize)
 		}
 		if len(line) == 0 {
-			if hasData {
-				ev.id, ev.data = s.lastID, data
-				return ev, nil
+			if s.hasData {
+				ev := sseEvent{name: s.name, id: s.lastID, data: s.data}
+				s.name, s.data, s.hasData, s.size = "", nil, false, 0
+				return ev, true, nil
 			}
-			ev, size = sseEvent{}, 0
+			s.name, s.size = "", 0
 			continue
 		}
 		if line[0] == ':' {
@@ -140,13 +162,13 @@ func (s *sseReader) next() (sseEvent, error) {
 		value = bytes.TrimPrefix(value, []byte(" "))
 		switch string(field) {
 		case "data":
-			if hasData {
-				data = append(data, '\n')
+			if s.hasData {
+				s.data = append(s.data, '\n')
 			}
-			data = append(data, value...)
-			hasData = true
+			s.data = append(s.data, value...)
+			s.hasData = true
 		case "event":
-			ev.name = string(value)
+			s.name = string(value)
 		case "id":
 			if bytes.IndexByte(value, 0) < 0 {
 				s.lastID = string(value)
@@ -160,47 +182,45 @@ func (s *sseReader) next() (sseEvent, error) {
 	}
 }
 
-// readLine returns the next line without its terminator. The slice is
-// valid until the next call.
-func (s *sseReader) readLine() ([]byte, error) {
-	for {
-		data := s.buf[s.start:]
-		if s.skipLF && len(data) > 0 {
-			if data[0] == '\n' {
-				s.start++
-				data = data[1:]
-			}
-			s.skipLF = false
+// bufferedLine returns the next line the buffer holds whole, without its
+// terminator, valid until the next fill; ok is false if there is none yet.
+// At the end of the body it returns io.EOF, or io.ErrUnexpectedEOF after a
+// line with no end.
+func (s *sseReader) bufferedLine() (line []byte, ok bool, err error) {
+	data := s.buf[s.start:]
+	if s.skipLF && len(data) > 0 {
+		if data[0] == '\n' {
+			s.start++
+			data = data[1:]
 		}
-		if i := bytes.IndexAny(data[min(s.scanned, len(data)):], "\r\n"); i >= 0 {
-			i += min(s.scanned, len(data))
-			s.start += i + 1
-			s.scanned = 0
-			s.skipLF = data[i] == '\r'
-			return data[:i], nil
-		}
-		s.scanned = len(data)
-		if s.eof {
-			if len(data) > 0 {
-				return nil, io.ErrUnexpectedEOF
-			}
-			return nil, io.EOF
-		}
-		if len(data) > s.maxSize {
-			return nil, fmt.Errorf("%w: a line over %d bytes", errEventTooLarge, s.maxSize)
-		}
-		if err := s.fill(data); err != nil {
-			return nil, err
-		}
+		s.skipLF = false
 	}
+	if i := bytes.IndexAny(data[min(s.scanned, len(data)):], "\r\n"); i >= 0 {
+		i += min(s.scanned, len(data))
+		s.start += i + 1
+		s.scanned = 0
+		s.skipLF = data[i] == '\r'
+		return data[:i], true, nil
+	}
+	s.scanned = len(data)
+	switch {
+	case s.eof && len(data) > 0:
+		return nil, false, io.ErrUnexpectedEOF
+	case s.eof:
+		return nil, false, io.EOF
+	case len(data) > s.maxSize:
+		return nil, false, fmt.Errorf("%w: a line over %d bytes", errEventTooLarge, s.maxSize)
+	}
+	return nil, false, nil
 }
 
 // fill moves the unread bytes to the front of the buffer, growing it when
 // they take more than half of it (and dropping a large buffer once a large
 // line is done), and reads more. The buffer starts small: a session's
 // upstream GET stream holds its reader for the session's life, mostly idle.
-func (s *sseReader) fill(unread []byte) error {
+func (s *sseReader) fill() error {
 	const initial, large = 512, 64 << 10
+	unread := s.buf[s.start:]
 	switch {
 	case len(unread) > cap(s.buf)/2 || cap(s.buf) < initial || (cap(s.buf) > large && len(unread) < initial):
 		buf := make([]byte, len(unread), max(2*len(unread), initial))

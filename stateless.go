@@ -139,11 +139,7 @@ func (s *session) postStateless(ctx context.Context, o outgoing, meta requestMet
 	header.Set(headerProtocolVersion, revisionStateless)
 	s.store.tools.setHeaders(header, o)
 	up := s.store.upstream
-	req, err := up.newRequest(ctx, http.MethodPost, o.body(meta), header, onWritten)
-	if err != nil {
-		return nil, err
-	}
-	return up.do(req, cfg.upstreamTimeout)
+	return up.send(ctx, http.MethodPost, o.body(meta), header, onWritten, cfg.upstreamTimeout)
 }
 
 // statelessAnswer is the response to a request to a stateless upstream.

@@ -109,7 +109,11 @@ func (s *session) serve(st *stream, a *attachment, seq uint64) string {
 	}
 	for {
 		select {
-		case ev := <-s.events:
+		case <-s.events.ready:
+			ev, ok := s.events.pop()
+			if !ok {
+				continue
+			}
 			// Numbered and kept first, then written from this frame: the
 			// goroutine's deepest calls are its writes (see ServeHTTP).
 			seq, err := s.admit(st, ev)

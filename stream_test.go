@@ -81,7 +81,9 @@ func TestFailedWriteIsWrittenAgain(t *testing.T) {
 	}
 	defer sess.cancel()
 	const message = `{"jsonrpc":"2.0","id":1,"result":{}}`
-	sess.events <- event{data: []byte(message)}
+	if err := sess.deliver(t.Context(), []byte(message)); err != nil {
+		t.Fatal(err)
+	}
 
 	a := sess.attach(r.Context())
 	if why := sess.serve(newStream(&brokenWriter{}, r, cfg), a, 0); why != reasonClientGone {

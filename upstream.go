@@ -31,43 +31,64 @@ const upstreamDeleteTimeout = 3 * time.Second
 // server. Its transport is shared by every session of the store, so their
 // requests share connections: one multiplexed connection over HTTP/2,
 // h2c included (see upstreamTransport).
+//
+// Requests go to the transport itself, not through an http.Client: the
+// gateway follows no redirect (a 3xx is the upstream's answer, relayed
+// as it is) and keeps no cookies, and a Client would copy every request's
+// headers for the redirects it might follow.
 type upstreamClient struct {
 	url       *url.URL
+	rawURL    string // url, as requests take it
 	transport *upstreamTransport
-	client    *http.Client
 }
 
 func newUpstreamClient(u *url.URL) *upstreamClient {
-	t := newUpstreamTransport()
-	return &upstreamClient{
-		url:       u,
-		transport: t,
-		client: &http.Client{
-			Transport: t,
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
-		},
-	}
+	return &upstreamClient{url: u, rawURL: u.String(), transport: newUpstreamTransport()}
 }
 
 func (c *upstreamClient) close() { c.transport.shutdown() }
 
-// do sends req and waits at most headerTimeout for the response headers;
-// the body may then take as long as the request's context allows. The
-// returned body must be closed.
-func (c *upstreamClient) do(req *http.Request, headerTimeout time.Duration) (*http.Response, error) {
-	ctx, cancel := context.WithCancelCause(req.Context())
+// send sends a request to the upstream's URL, as do does.
+func (c *upstreamClient) send(ctx context.Context, method string, body []byte, header http.Header, onWritten func(), headerTimeout time.Duration) (*http.Response, error) {
+	return c.do(ctx, method, c.rawURL, body, header, onWritten, headerTimeout)
+}
+
+// do sends a request to rawURL with header, and waits at most
+// headerTimeout for the response headers; the body may then take as long
+// as ctx allows. onWritten, if not nil, runs once the request has been
+// written. The returned body must be closed.
+func (c *upstreamClient) do(ctx context.Context, method, rawURL string, body []byte, header http.Header, onWritten func(), headerTimeout time.Duration) (*http.Response, error) {
+	// The request is made under its own context from the start: a copy
+	// of it under another (WithContext) would be what a GET stream holds
+	// for its life, besides the garbage every message would leave.
+	ctx, cancel := context.WithCancelCause(ctx)
+	if onWritten != nil {
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			WroteRequest: func(httptrace.WroteRequestInfo) { onWritten() },
+		})
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, rawURL, rd)
+	if err != nil {
+		cancel(nil)
+		return nil, fmt.Errorf("building upstream request: %v", err)
+	}
+	if header != nil {
+		req.Header = header
+	}
 	timer := time.AfterFunc(headerTimeout, func() { cancel(errHeaderTimeout) })
-	resp, err := c.client.Do(req.WithContext(ctx))
+	resp, err := c.transport.RoundTrip(req)
 	timer.Stop()
 	if err != nil {
 		cause := context.Cause(ctx)
 		cancel(nil)
 		if errors.Is(cause, errHeaderTimeout) {
-			return nil, fmt.Errorf("%s %s: %w (%v)", req.Method, c.url.Redacted(), errHeaderTimeout, headerTimeout)
+			return nil, fmt.Errorf("%s %s: %w (%v)", method, req.URL.Redacted(), errHeaderTimeout, headerTimeout)
 		}
-		return nil, fmt.Errorf("%w: %w", errUnreachable, err)
+		return nil, fmt.Errorf("%w: %s %s: %w", errUnreachable, method, req.URL.Redacted(), err)
 	}
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
@@ -83,26 +104,6 @@ func (b *cancelOnClose) Close() error {
 	err := b.ReadCloser.Close()
 	b.cancel(nil)
 	return err
-}
-
-// newRequest builds a request to the upstream URL with the session's
-// headers. onWritten, if not nil, runs once the request has been written.
-func (c *upstreamClient) newRequest(ctx context.Context, method string, body []byte, header http.Header, onWritten func()) (*http.Request, error) {
-	if onWritten != nil {
-		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-			WroteRequest: func(httptrace.WroteRequestInfo) { onWritten() },
-		})
-	}
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.url.String(), rd)
-	if err != nil {
-		return nil, fmt.Errorf("building upstream request: %v", err)
-	}
-	req.Header = header
-	return req, nil
 }
 
 // Request headers that are not passed upstream: hop-by-hop headers, those

@@ -41,7 +41,7 @@ func (s *session) relayAnswerEvents(ctx context.Context, body io.Reader, to answ
 	}()
 	progress, stalls := "", 0
 	for {
-		err := s.relayEvents(ctx, events, to)
+		err := s.relayEvents(ctx, events, &to)
 		if to.id == nil || events.lastID == "" || ctx.Err() != nil || !(errors.Is(err, errBrokenAnswer) || errors.Is(err, errNoResponse)) {
 			return err
 		}
@@ -107,12 +107,7 @@ func (s *session) eventStreamHeader(lastID string) http.Header {
 
 // getEventStream sends a GET for an upstream event stream with header.
 func (s *session) getEventStream(ctx context.Context, header http.Header, headerTimeout time.Duration) (*http.Response, error) {
-	up := s.store.upstream
-	req, err := up.newRequest(ctx, http.MethodGet, nil, header, nil)
-	if err != nil {
-		return nil, err
-	}
-	return up.do(req, headerTimeout)
+	return s.store.upstream.send(ctx, http.MethodGet, nil, header, nil, headerTimeout)
 }
 
 // resumeDelay is the wait before resuming a stream whose latest retry
