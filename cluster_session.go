@@ -608,7 +608,7 @@ func (s *session) readLog(after uint64, count int64) ([]event, error) {
 // blocks the node's subscription: when the session's queue is full, the
 // stream reads what it missed from the log instead.
 func (s *session) offer(ev event) {
-	if s.events.tryPush(ev, s.store.settings().queueSize) != nil {
+	if !s.events.tryPush(ev, s.store.settings().queueSize) {
 		s.wakeUp()
 	}
 }

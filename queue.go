@@ -7,8 +7,10 @@ import (
 
 // eventQueue holds a session's events on their way to its stream, in
 // order. At most the handler's queue_size of them wait: whoever adds to a
-// full queue waits for room, and nothing is dropped. An empty queue holds
-// no buffer, so that an idle session pays only for the queue's signal.
+// full queue waits for room, and nothing is dropped. An empty queue keeps
+// a buffer of keptEvents at most, so that an idle session pays little more
+// than the queue's signal, and a session that gets one answer at a time
+// allocates no buffer per answer.
 type eventQueue struct {
 	mu    sync.Mutex
 	items []event
@@ -28,8 +30,8 @@ func newEventQueue() eventQueue {
 // full until ctx ends.
 func (q *eventQueue) push(ctx context.Context, ev event, size int) error {
 	for {
-		room := q.tryPush(ev, size)
-		if room == nil {
+		added, room := q.add(ev, size, true)
+		if added {
 			return nil
 		}
 		select {
@@ -41,19 +43,26 @@ func (q *eventQueue) push(ctx context.Context, ev event, size int) error {
 }
 
 // tryPush adds ev to a queue of at most size events unless it is full,
-// and then returns the channel that tells when there is room.
-func (q *eventQueue) tryPush(ev event, size int) <-chan struct{} {
+// and reports whether it did.
+func (q *eventQueue) tryPush(ev event, size int) bool {
+	added, _ := q.add(ev, size, false)
+	return added
+}
+
+// add adds ev to a queue of at most size events unless it is full; then,
+// if wait, it returns the channel that tells when there is room.
+func (q *eventQueue) add(ev event, size int, wait bool) (added bool, room <-chan struct{}) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.items) >= size {
-		if q.room == nil {
-			q.room = make(chan struct{})
-		}
-		return q.room
+	if len(q.items) < size {
+		q.items = append(q.items, ev)
+		signal(q.ready)
+		return true, nil
 	}
-	q.items = append(q.items, ev)
-	signal(q.ready)
-	return nil
+	if wait && q.room == nil {
+		q.room = make(chan struct{})
+	}
+	return false, q.room
 }
 
 // pop takes the first event, if there is one.
@@ -69,7 +78,7 @@ func (q *eventQueue) pop() (event, bool) {
 		q.items = q.items[:n]
 		signal(q.ready)
 	} else {
-		q.items = nil
+		q.drained()
 	}
 	q.wakeWaiters()
 	return ev, true
@@ -79,7 +88,7 @@ func (q *eventQueue) pop() (event, bool) {
 func (q *eventQueue) clear() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.items = nil
+	q.drained()
 	q.wakeWaiters()
 }
 
@@ -88,6 +97,19 @@ func (q *eventQueue) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return len(q.items)
+}
+
+// keptEvents is the largest buffer an empty queue keeps.
+const keptEvents = 2
+
+// drained empties the queue, keeping a small buffer. Callers hold q.mu.
+func (q *eventQueue) drained() {
+	if cap(q.items) > keptEvents {
+		q.items = nil
+		return
+	}
+	clear(q.items[:cap(q.items)])
+	q.items = q.items[:0]
 }
 
 // wakeWaiters wakes those waiting for room. Callers hold q.mu.
