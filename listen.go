@@ -99,7 +99,10 @@ type listenRun struct {
 	// reopening resumes the stream from, and the upstream's retry. Only
 	// the relay's goroutine uses it.
 	events *sseReader
-	// to says that the relayed messages come from events, the stream.
+	// to says that the relayed messages come from events, the stream. It
+	// is kept here, set with events, rather than made for each stream: the
+	// goroutine waits for the session's life under the frame that would
+	// hold it (see relayEvents).
 	to answerTo
 	// opened is closed once the first GET has its answer's headers, or
 	// has failed: from then on the upstream can send on the stream.

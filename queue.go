@@ -92,13 +92,6 @@ func (q *eventQueue) clear() {
 	q.wakeWaiters()
 }
 
-// len returns how many events are queued.
-func (q *eventQueue) len() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.items)
-}
-
 // keptEvents is the largest buffer an empty queue keeps.
 const keptEvents = 2
 

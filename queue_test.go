@@ -18,6 +18,13 @@ func (q *eventQueue) take() event {
 	}
 }
 
+// len returns how many events are queued.
+func (q *eventQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
+
 // waitedOn reports whether a push waits for room.
 func (q *eventQueue) waitedOn() bool {
 	q.mu.Lock()
