@@ -1,7 +1,6 @@
 package mcpsse
 
 import (
-	"context"
 	"encoding/json"
 	"net/url"
 	"strings"
@@ -19,9 +18,9 @@ func TestPrimingEventIsNoMessage(t *testing.T) {
 	t.Parallel()
 	store := newSessionStore("", &url.URL{Scheme: "http", Host: "127.0.0.1:1"}, "", &settings{policy: policy{queueSize: 4}, logger: zap.NewNop()}, nil)
 	defer store.upstream.close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sess := &session{tag: "t", store: store, events: newEventQueue(), ctx: ctx, cancel: cancel}
+	sess := store.newSession("t", "", "", "")
+	defer sess.ctx.end()
+	ctx := sess.ctx
 	const response = `{"jsonrpc":"2.0","id":7,"result":{}}`
 	body := "id: 1_0\nretry: 3000\ndata: \n\nid: 1_1\nevent: message\ndata: " + response + "\n\n"
 	if err := sess.relayAnswerEvents(ctx, strings.NewReader(body), answerTo{id: json.RawMessage("7")}, store.settings()); err != nil {

@@ -2,7 +2,6 @@ package mcpsse
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -202,12 +201,12 @@ func BenchmarkSSEReader(b *testing.B) {
 func benchRelaySession(b *testing.B) *session {
 	u, _ := url.Parse("http://127.0.0.1:1/mcp")
 	store := newSessionStore("", u, "", &settings{policy: policy{queueSize: 1}, logger: zap.NewNop()}, nil)
-	ctx, cancel := context.WithCancel(context.Background())
+	sess := store.newSession(benchSessionID, "", "", "")
 	b.Cleanup(func() {
-		cancel()
+		sess.ctx.end()
 		store.upstream.close()
 	})
-	return &session{id: benchSessionID, tag: "bench", store: store, events: newEventQueue(), ctx: ctx, cancel: cancel}
+	return sess
 }
 
 // BenchmarkRelayPayload relays an upstream's application/json answer to a
@@ -271,7 +270,7 @@ func benchStore(b *testing.B, n int) (*sessionStore, []string) {
 	b.Cleanup(func() {
 		for _, id := range ids {
 			if sess := store.get(id); sess != nil {
-				sess.cancel()
+				sess.ctx.end()
 				store.remove(id)
 			}
 		}

@@ -115,8 +115,8 @@ func (s *session) apply(st sharedState) {
 		// the client started over there: what ran under the old one is
 		// done with.
 		if s.upstreamID != "" {
-			s.endUpstream()
-			s.upstream, s.endUpstream = context.WithCancel(s.ctx)
+			s.upstream.end()
+			s.upstream = newScope(s.ctx)
 		}
 		s.upstreamID = st.upstreamID
 	}

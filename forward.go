@@ -70,6 +70,14 @@ func (s *session) forwardLocked(msgs []message, header http.Header, cfg *setting
 	return nil
 }
 
+// nothingSent is the session's lastSent while no message is on its way
+// upstream, so that an idle session keeps no channel of its own.
+var nothingSent = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
 // written returns a channel closed once the last message posted to the
 // session has gone upstream.
 func (s *session) written() <-chan struct{} {
@@ -90,6 +98,9 @@ func (s *session) relay(ctx context.Context, m message, header http.Header, prev
 	defer func() {
 		s.mu.Lock()
 		s.inFlight--
+		if s.lastSent == sent {
+			s.lastSent = nothingSent
+		}
 		s.mu.Unlock()
 		if s.store.node != nil {
 			s.store.dropIfIdle(s)
@@ -151,11 +162,11 @@ func startsOver(msgs []message) bool {
 // none of which the client knows now; the upstream session is deleted, and
 // the client's initialize will open the next. Callers hold s.mu.
 func (s *session) startOver() {
-	s.endUpstream()
+	s.upstream.end()
 	if s.upstreamID != "" {
 		s.deleteInBackground(s.upstreamID)
 	}
-	s.upstream, s.endUpstream = context.WithCancel(s.ctx)
+	s.upstream = newScope(s.ctx)
 	s.upstreamID, s.protocol = "", ""
 	s.initSeen, s.initialized = false, false
 	s.statelessState = nil

@@ -182,7 +182,7 @@ func (s *session) askClient(ctx context.Context, st *statelessState, requests ma
 			}
 			answers[p.key] = a.result
 		case <-ctx.Done():
-			return nil, nil, context.Cause(ctx)
+			return nil, nil, causeOf(ctx)
 		}
 	}
 	return answers, nil, nil

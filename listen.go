@@ -82,7 +82,7 @@ func (s *session) listen(ctx context.Context) *listenRun {
 		return nil
 	}
 	run := &listenRun{upstream: ctx, opened: make(chan struct{})}
-	run.ctx, run.cancel = context.WithCancel(ctx)
+	run.ctx = newScope(ctx)
 	s.listening = run
 	go s.relayListenStream(run)
 	return run
@@ -93,8 +93,7 @@ type listenRun struct {
 	upstream context.Context
 	// ctx, under upstream, ends when the relay must stop: in a cluster,
 	// also when the client's stream leaves this instance.
-	ctx    context.Context
-	cancel context.CancelFunc
+	ctx *scope
 	// events reads the stream; it keeps the last event ID, which each
 	// reopening resumes the stream from, and the upstream's retry. Only
 	// the relay's goroutine uses it.
@@ -203,7 +202,7 @@ func (s *session) stopListening(run *listenRun, refused *listenRefusal) bool {
 		s.refused = refused
 	}
 	s.listening = nil
-	run.cancel()
+	run.ctx.end()
 	return true
 }
 

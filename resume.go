@@ -117,8 +117,10 @@ type attachment struct {
 	ending <-chan struct{}
 	told   chan struct{}
 	once   sync.Once
-	cause  error         // why it was told to stop; set before told closes
-	served chan struct{} // closed when this stream is done
+	cause  error // why it was told to stop; set before told closes
+	// serving is done when this stream is: a wait group, which the
+	// attachment holds, rather than a channel of its own to close.
+	serving sync.WaitGroup
 }
 
 // stop tells the stream to stop, for cause; the first cause given holds.
@@ -137,7 +139,7 @@ func (s *session) attach(ctx context.Context) *attachment {
 	defer s.attachMu.Unlock()
 	if prev := s.stream; prev != nil {
 		prev.stop(errReplaced)
-		<-prev.served
+		prev.serving.Wait()
 	}
 	s.mu.Lock()
 	if s.expiry != nil {
@@ -145,7 +147,8 @@ func (s *session) attach(ctx context.Context) *attachment {
 		s.expiry = nil
 	}
 	s.mu.Unlock()
-	a := &attachment{client: ctx.Done(), ending: s.ctx.Done(), told: make(chan struct{}), served: make(chan struct{})}
+	a := &attachment{client: ctx.Done(), ending: s.ctx.Done(), told: make(chan struct{})}
+	a.serving.Add(1)
 	s.stream = a
 	s.attached.Store(true)
 	if s.store.node != nil && s.registered.Load() {
@@ -162,7 +165,7 @@ func (s *session) attach(ctx context.Context) *attachment {
 // followed) for the client to come back; anything else ends the session.
 func (s *session) release(a *attachment, why string, cfg *settings) {
 	a.stop(nil)
-	close(a.served)
+	a.serving.Done()
 	s.attachMu.Lock()
 	defer s.attachMu.Unlock()
 	if s.stream != a {

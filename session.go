@@ -73,8 +73,7 @@ type session struct {
 
 	// ctx ends with the session; every upstream exchange of the session
 	// runs under it.
-	ctx     context.Context
-	cancel  context.CancelFunc
+	ctx     *scope
 	endOnce sync.Once
 	endErr  error // why the upstream session could not be deleted; set in endOnce
 
@@ -88,8 +87,7 @@ type session struct {
 	// upstream ends with the upstream session: when the session ends, or
 	// when the client starts over with initialize. The exchanges and the
 	// GET stream of that upstream session run under it.
-	upstream    context.Context
-	endUpstream context.CancelFunc
+	upstream    *scope
 	lastSent    chan struct{}  // closed once the last message posted has gone upstream
 	inFlight    int            // messages posted and not yet done upstream
 	listening   *listenRun     // the relay of the upstream GET stream, if any
@@ -116,7 +114,7 @@ func (s *sessionStore) open(r *http.Request, cfg *settings) (*session, error) {
 	sess := s.newSession(uuid.NewString(), authUser(r), identity(r), r.RemoteAddr)
 	sess.header = forwardedHeader(r)
 	if err := s.add(sess, cfg); err != nil {
-		sess.cancel()
+		sess.ctx.end()
 		return nil, err
 	}
 	if s.node != nil {
@@ -133,9 +131,7 @@ func (s *sessionStore) open(r *http.Request, cfg *settings) (*session, error) {
 // remote, not yet in the store.
 func (s *sessionStore) newSession(id, user, identity, remote string) *session {
 	sum := sha256.Sum256([]byte(id))
-	ctx, cancel := context.WithCancel(context.Background())
-	sent := make(chan struct{})
-	close(sent)
+	ctx := newScope(context.Background())
 	sess := &session{
 		id:       id,
 		tag:      hex.EncodeToString(sum[:4]),
@@ -146,13 +142,12 @@ func (s *sessionStore) newSession(id, user, identity, remote string) *session {
 		identity: identity,
 		events:   newEventQueue(),
 		ctx:      ctx,
-		cancel:   cancel,
-		lastSent: sent,
+		upstream: newScope(ctx),
+		lastSent: nothingSent,
 	}
 	if s.node != nil {
 		sess.wake = make(chan struct{}, 1)
 	}
-	sess.upstream, sess.endUpstream = context.WithCancel(ctx)
 	return sess
 }
 
@@ -164,7 +159,7 @@ func (s *session) stop(reason string) {
 		s.reason = reason
 	}
 	s.mu.Unlock()
-	s.cancel()
+	s.ctx.end()
 }
 
 // end stops the session, deletes its upstream session within ctx, and

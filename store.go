@@ -182,7 +182,7 @@ func (s *sessionStore) adopt(sess *session) *session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if have := s.sessions[sess.id]; have != nil {
-		sess.cancel()
+		sess.ctx.end()
 		return have
 	}
 	s.sessions[sess.id] = sess
@@ -206,7 +206,7 @@ func (s *sessionStore) dropIfIdle(sess *session) {
 	sess.dropped = true
 	delete(s.sessions, sess.id)
 	metrics.sessionsActive.Dec()
-	sess.cancel()
+	sess.ctx.end()
 }
 
 // all returns the store's sessions.

@@ -79,7 +79,7 @@ func TestFailedWriteIsWrittenAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sess.cancel()
+	defer sess.ctx.end()
 	const message = `{"jsonrpc":"2.0","id":1,"result":{}}`
 	if err := sess.deliver(t.Context(), []byte(message)); err != nil {
 		t.Fatal(err)

@@ -117,7 +117,7 @@ func (t *upstreamTransport) choose(req *http.Request) (*http.Transport, error) {
 	case <-p.done:
 		return p.rt, nil
 	case <-req.Context().Done():
-		return nil, context.Cause(req.Context())
+		return nil, causeOf(req.Context())
 	}
 }
 

@@ -60,10 +60,14 @@ func (c *upstreamClient) send(ctx context.Context, method string, body []byte, h
 func (c *upstreamClient) do(ctx context.Context, method, rawURL string, body []byte, header http.Header, onWritten func(), headerTimeout time.Duration) (*http.Response, error) {
 	// The request is made under its own context from the start: a copy
 	// of it under another (WithContext) would be what a GET stream holds
-	// for its life, besides the garbage every message would leave.
-	ctx, cancel := context.WithCancelCause(ctx)
+	// for its life, besides the garbage every message would leave. It is
+	// a scope, which keeps no map of the context net/http derives from
+	// it. A trace goes in its values: a context that wraps a scope
+	// would hide its AfterFunc from those derived from it, and the
+	// context package would watch it with a goroutine of its own.
+	rctx := newScope(ctx)
 	if onWritten != nil {
-		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		rctx.values = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 			WroteRequest: func(httptrace.WroteRequestInfo) { onWritten() },
 		})
 	}
@@ -71,38 +75,38 @@ func (c *upstreamClient) do(ctx context.Context, method, rawURL string, body []b
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, rawURL, rd)
+	req, err := http.NewRequestWithContext(rctx, method, rawURL, rd)
 	if err != nil {
-		cancel(nil)
+		rctx.end()
 		return nil, fmt.Errorf("building upstream request: %v", err)
 	}
 	if header != nil {
 		req.Header = header
 	}
-	timer := time.AfterFunc(headerTimeout, func() { cancel(errHeaderTimeout) })
+	timer := time.AfterFunc(headerTimeout, func() { rctx.endWith(context.Canceled, errHeaderTimeout) })
 	resp, err := c.transport.RoundTrip(req)
 	timer.Stop()
 	if err != nil {
-		cause := context.Cause(ctx)
-		cancel(nil)
+		cause := rctx.Cause()
+		rctx.end()
 		if errors.Is(cause, errHeaderTimeout) {
 			return nil, fmt.Errorf("%s %s: %w (%v)", method, req.URL.Redacted(), errHeaderTimeout, headerTimeout)
 		}
 		return nil, fmt.Errorf("%w: %s %s: %w", errUnreachable, method, req.URL.Redacted(), err)
 	}
-	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	resp.Body = &endOnClose{ReadCloser: resp.Body, request: rctx}
 	return resp, nil
 }
 
-// cancelOnClose releases a request's context when its body is closed.
-type cancelOnClose struct {
+// endOnClose ends a request's context when its body is closed.
+type endOnClose struct {
 	io.ReadCloser
-	cancel context.CancelCauseFunc
+	request *scope
 }
 
-func (b *cancelOnClose) Close() error {
+func (b *endOnClose) Close() error {
 	err := b.ReadCloser.Close()
-	b.cancel(nil)
+	b.request.end()
 	return err
 }
 
