@@ -103,6 +103,7 @@ func writeFloorTable(b *strings.Builder, title string, cols []holdColumn) {
 	mem("goroutine stacks per session", func(m sessionMem) string { return kib(m.stacks) })
 	mem("heap in use per session (live objects and the free room of their spans)", func(m sessionMem) string { return kib(m.heapInUse) })
 	mem("live heap per session", func(m sessionMem) string { return kib(m.heapLive) })
+	mem("free heap still resident, per session", func(m sessionMem) string { return kib(m.heapFree) })
 	mem("all the Go runtime mapped, per session", func(m sessionMem) string { return kib(m.totalMapped) })
 	mem("goroutines per session", func(m sessionMem) string { return fmt.Sprintf("%.2f", m.goroutines) })
 	row("CPU while idle (after the first tenth of the hold)", func(r *holdResult) string { return fmt.Sprintf("%.1f%%", 100*r.idleCPU) })

@@ -102,7 +102,7 @@ func (r holdResult) addedKiBPerSession() float64 {
 // sessionMem is what each session of a hold added to the Go runtime's
 // memory (bytes) and goroutines.
 type sessionMem struct {
-	heapLive, heapInUse, stacks, totalMapped, goroutines float64
+	heapLive, heapInUse, heapFree, stacks, totalMapped, goroutines float64
 }
 
 // memPerSession is what each session added to the Go runtime's figures;
@@ -117,6 +117,7 @@ func (r holdResult) memPerSession() (sessionMem, bool) {
 	return sessionMem{
 		heapLive:    per(h.HeapLive, b.HeapLive),
 		heapInUse:   per(h.HeapInUse, b.HeapInUse),
+		heapFree:    per(h.HeapFree, b.HeapFree),
 		stacks:      per(h.Stacks, b.Stacks),
 		totalMapped: per(h.TotalMapped, b.TotalMapped),
 		goroutines:  per(h.Goroutines, b.Goroutines),

@@ -45,6 +45,10 @@ type MemStats struct {
 	// HeapInUse is the heap's spans in use: live objects, and the room
 	// between them that their spans hold (fragmentation).
 	HeapInUse uint64 `json:"heap_in_use_bytes"`
+	// HeapFree is the heap's free spans still resident: what the
+	// collection freed and the runtime has not yet given back to the
+	// operating system (it keeps some below its next collection's goal).
+	HeapFree uint64 `json:"heap_free_bytes"`
 	// Stacks is the memory reserved for goroutine stacks.
 	Stacks uint64 `json:"stacks_bytes"`
 	// Goroutines is how many goroutines there are.
@@ -58,6 +62,7 @@ const (
 	metricHeapLive    = "/gc/heap/live:bytes"
 	metricHeapObjects = "/memory/classes/heap/objects:bytes"
 	metricHeapUnused  = "/memory/classes/heap/unused:bytes"
+	metricHeapFree    = "/memory/classes/heap/free:bytes"
 	metricStacks      = "/memory/classes/heap/stacks:bytes"
 	metricGoroutines  = "/sched/goroutines:goroutines"
 	metricTotal       = "/memory/classes/total:bytes"
@@ -67,7 +72,7 @@ const (
 // and reads the process's memory.
 func readMemStats() (MemStats, error) {
 	runtime.GC()
-	names := []string{metricHeapLive, metricHeapObjects, metricHeapUnused, metricStacks, metricGoroutines, metricTotal}
+	names := []string{metricHeapLive, metricHeapObjects, metricHeapUnused, metricHeapFree, metricStacks, metricGoroutines, metricTotal}
 	samples := make([]metrics.Sample, len(names))
 	for i, name := range names {
 		samples[i].Name = name
@@ -83,6 +88,7 @@ func readMemStats() (MemStats, error) {
 	return MemStats{
 		HeapLive:    v[metricHeapLive],
 		HeapInUse:   v[metricHeapObjects] + v[metricHeapUnused],
+		HeapFree:    v[metricHeapFree],
 		Stacks:      v[metricStacks],
 		Goroutines:  v[metricGoroutines],
 		TotalMapped: v[metricTotal],

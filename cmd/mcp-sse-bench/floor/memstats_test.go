@@ -17,7 +17,7 @@ func TestServeMemStats(t *testing.T) {
 	if err := json.Unmarshal(w.Body.Bytes(), &m); err != nil {
 		t.Fatalf("decoding %q: %v", w.Body.String(), err)
 	}
-	if m.HeapLive == 0 || m.HeapInUse < m.HeapLive || m.Stacks == 0 || m.Goroutines == 0 || m.TotalMapped < m.HeapInUse {
+	if m.HeapLive == 0 || m.HeapInUse < m.HeapLive || m.Stacks == 0 || m.Goroutines == 0 || m.TotalMapped < m.HeapInUse+m.HeapFree+m.Stacks {
 		t.Errorf("implausible memstats: %+v", m)
 	}
 	if err := serveMemStats(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, MemStatsPath, nil)); err == nil {
