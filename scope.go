@@ -38,13 +38,13 @@ func newScope(parent context.Context) *scope {
 	if done == nil {
 		return sc
 	}
+	follow := func() { sc.endWith(parent.Err(), causeOf(parent)) }
 	select {
 	case <-done:
-		sc.endWith(parent.Err(), causeOf(parent))
+		follow()
 		return sc
 	default:
 	}
-	follow := func() { sc.endWith(parent.Err(), causeOf(parent)) }
 	var leave func() bool
 	if p, ok := parent.(*scope); ok {
 		leave = p.AfterFunc(follow)

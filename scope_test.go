@@ -72,24 +72,26 @@ func TestScopeOfEndedParent(t *testing.T) {
 	}
 }
 
-// TestScopeUnderStandardContext checks that a scope ends with a
-// standard context above it, with its cause, and leaves it once it ended
-// first.
+// TestScopeUnderStandardContext checks that a scope takes the deadline of
+// a standard context above it, ends with it, with its cause, and leaves it
+// once it ended first.
 func TestScopeUnderStandardContext(t *testing.T) {
 	t.Parallel()
-	why := errors.New("deadline of the call")
-	parent, cancel := context.WithTimeoutCause(context.Background(), time.Hour, why)
+	why := errors.New("the call was cancelled")
+	timed, stop := context.WithTimeout(context.Background(), time.Hour)
+	defer stop()
+	parent, cancelCause := context.WithCancelCause(timed)
 	l := newScope(parent)
 	if d, ok := l.Deadline(); !ok || time.Until(d) < time.Minute {
 		t.Errorf("deadline %v, %v: want the parent's", d, ok)
 	}
-	cancel()
+	cancelCause(why)
 	<-l.Done()
-	if !errors.Is(l.Err(), context.Canceled) {
-		t.Errorf("ended with %v, want the parent's context.Canceled", l.Err())
+	if !errors.Is(l.Err(), context.Canceled) || !errors.Is(l.Cause(), why) {
+		t.Errorf("ended with %v (cause %v), want the parent's context.Canceled (cause %v)", l.Err(), l.Cause(), why)
 	}
 
-	parent, cancel = context.WithCancel(context.Background())
+	parent, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	l = newScope(parent)
 	l.end()
