@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -151,6 +152,33 @@ func (s *session) relayEvents(ctx context.Context, events *sseReader, to *answer
 		found, err := s.relayPayload(ctx, ev.data, to)
 		if err != nil || found {
 			return err
+		}
+	}
+}
+
+// answerEndWait bounds the wait for the end of an answer stream once the
+// response came through. Servers end it right after the response, as the
+// specification has them do; one that leaves it open has it cut.
+const answerEndWait = 250 * time.Millisecond
+
+// relayAnswerRest relays what an answer stream still holds after the
+// response, up to its end. Reading that end, where closing the body would
+// cut the stream short, lets the stream end cleanly: over HTTP/2 with no
+// RST_STREAM for the upstream to handle, over HTTP/1.1 with the connection
+// kept for the next request. A stream still open after answerEndWait is
+// cut, its request ended; a body that is not an upstream request's is left
+// to its closing.
+func (s *session) relayAnswerRest(ctx context.Context, events *sseReader, to answerTo) {
+	body, ok := events.r.(*endOnClose)
+	if !ok {
+		return
+	}
+	cut := time.AfterFunc(answerEndWait, body.request.end)
+	defer cut.Stop()
+	to.id, to.pending, to.onResponse = nil, false, nil
+	if err := s.relayEvents(ctx, events, &to); err != nil {
+		if c := s.store.logger().Check(zapcore.DebugLevel, "upstream answer stream did not end after the response"); c != nil {
+			c.Write(zap.String("session", s.tag), zap.Error(err))
 		}
 	}
 }

@@ -42,6 +42,10 @@ func (s *session) relayAnswerEvents(ctx context.Context, body io.Reader, to answ
 	progress, stalls := "", 0
 	for {
 		err := s.relayEvents(ctx, events, &to)
+		if err == nil && to.id != nil {
+			s.relayAnswerRest(ctx, events, to)
+			return nil
+		}
 		if to.id == nil || events.lastID == "" || ctx.Err() != nil || !(errors.Is(err, errBrokenAnswer) || errors.Is(err, errNoResponse)) {
 			return err
 		}
