@@ -109,15 +109,19 @@ var (
 )
 
 // attachment is one stream's hold on its session. The stream stops when
-// its client leaves (client), when the session ends (ending), or when it
-// is told to (told, with cause: another stream took over, say). It waits
-// on the three channels themselves: no context is derived per stream.
+// its client leaves (client) or when it is told to (told, with cause:
+// another stream took over, say), which the end of the session does too.
+// It waits on the two channels themselves: no context is derived per
+// stream, and the session's end is not a channel of its own to wait on,
+// since each channel more in the stream's wait costs every ping (see
+// serve).
 type attachment struct {
 	client <-chan struct{}
-	ending <-chan struct{}
 	told   chan struct{}
 	once   sync.Once
 	cause  error // why it was told to stop; set before told closes
+	// unwatch stops the session's end from telling the stream to stop.
+	unwatch func() bool
 	// serving is done when this stream is: a wait group, which the
 	// attachment holds, rather than a channel of its own to close.
 	serving sync.WaitGroup
@@ -147,7 +151,8 @@ func (s *session) attach(ctx context.Context) *attachment {
 		s.expiry = nil
 	}
 	s.mu.Unlock()
-	a := &attachment{client: ctx.Done(), ending: s.ctx.Done(), told: make(chan struct{})}
+	a := &attachment{client: ctx.Done(), told: make(chan struct{})}
+	a.unwatch = s.ctx.AfterFunc(func() { a.stop(errSessionEnding) })
 	a.serving.Add(1)
 	s.stream = a
 	s.attached.Store(true)
@@ -165,6 +170,7 @@ func (s *session) attach(ctx context.Context) *attachment {
 // followed) for the client to come back; anything else ends the session.
 func (s *session) release(a *attachment, why string, cfg *settings) {
 	a.stop(nil)
+	a.unwatch()
 	a.serving.Done()
 	s.attachMu.Lock()
 	defer s.attachMu.Unlock()

@@ -141,8 +141,6 @@ func (s *session) serve(st *stream, a *attachment, seq uint64) string {
 			timers.follow(st)
 		case <-a.client:
 			return reasonClientGone
-		case <-a.ending:
-			return reasonShutdown
 		case <-a.told:
 			return detachReason(a)
 		}
