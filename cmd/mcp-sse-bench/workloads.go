@@ -324,11 +324,16 @@ func runHold(args []string) error {
 	n := fs.Int("n", 1000, "how many sessions to open")
 	h2c := fs.Bool("h2c", false, "multiplex the sessions over h2c connections")
 	sources := fs.Int("sources", 16, "loopback source addresses to spread connections over")
+	endpointOnly := fs.Bool("endpoint-only", false, "stop at the endpoint event, as against the hold floor, which has no session to initialize")
 	_ = fs.Parse(args)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	client := newHTTPClient(clientOptions{h2c: *h2c, sources: *sources})
-	sessions, setup, failed, err := openSessions(ctx, client, *streamURL, throughInitialize, *n, func(opened int) {
+	how := throughInitialize
+	if *endpointOnly {
+		how = toEndpoint
+	}
+	sessions, setup, failed, err := openSessions(ctx, client, *streamURL, how, *n, func(opened int) {
 		log.Printf("%d sessions open", opened)
 	})
 	defer closeSessions(sessions)
