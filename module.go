@@ -329,8 +329,7 @@ func (h *Handler) settings() *settings {
 			upstreamStream:   !h.DisableUpstreamStream,
 			upstreamProtocol: h.UpstreamProtocol,
 		},
-		logger:  h.logger,
-		changed: make(chan struct{}),
+		logger: h.logger,
 	}
 }
 

@@ -14,8 +14,8 @@ import (
 type eventQueue struct {
 	mu    sync.Mutex
 	items []event
-	// ready holds a token while items may hold an event: the stream
-	// selects on it.
+	// ready holds a token while items may hold an event, or once a
+	// newer config went live (see goLive): the stream selects on it.
 	ready chan struct{}
 	// room, made by the first to wait for room, is closed as the stream
 	// takes an event, waking every waiter; nil while none waits.

@@ -41,12 +41,10 @@ type policy struct {
 
 // settings are one handler's policy and logger. A request follows the
 // settings of the handler that serves it; a stream that outlives a reload
-// follows those of the newest running config, which close changed when
-// they give way.
+// follows those of the newest running config (see goLive).
 type settings struct {
 	policy
-	logger  *zap.Logger
-	changed chan struct{}
+	logger *zap.Logger
 }
 
 // sessionStore holds the live sessions of one handler identity and the
@@ -114,9 +112,20 @@ func newSessionStore(name string, u *url.URL, prefix string, cfg *settings, shar
 // goLive makes cfg, of a handler whose config Caddy now runs, the
 // settings that the store's streams follow. Handlers that share the store
 // have equal settings, so the order they go live in does not matter.
+//
+// Each session's stream learns of them through its queue's signal, on
+// which it waits anyway, rather than a channel of their own: a stream
+// wakes on every ping out of a select that costs for each channel it
+// waits on. It reads the settings once it is attached and at every wake
+// of its queue, so a stream that attaches during the change, after its
+// session was signalled, has them too.
 func (s *sessionStore) goLive(cfg *settings) {
 	if old := s.current.Swap(cfg); old != cfg {
-		close(old.changed)
+		s.mu.Lock()
+		for _, sess := range s.sessions {
+			signal(sess.events.ready)
+		}
+		s.mu.Unlock()
 	}
 	if s.node != nil {
 		s.node.run()

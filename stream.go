@@ -107,9 +107,11 @@ func (s *session) serve(st *stream, a *attachment, seq uint64) string {
 	if err := s.replay(st, seq); err != nil {
 		return stopReason(err)
 	}
+	s.followSettings(st, timers)
 	for {
 		select {
 		case <-s.events.ready:
+			s.followSettings(st, timers) // the signal may be goLive's
 			ev, ok := s.events.pop()
 			if !ok {
 				continue
@@ -136,14 +138,20 @@ func (s *session) serve(st *stream, a *attachment, seq uint64) string {
 			timers.nextPing(st)
 		case <-timers.lifetime.c:
 			return reasonLifetime
-		case <-st.cfg.changed:
-			st.cfg = s.store.settings()
-			timers.follow(st)
 		case <-a.client:
 			return reasonClientGone
 		case <-a.told:
 			return detachReason(a)
 		}
+	}
+}
+
+// followSettings makes st follow the store's current settings, those of
+// the newest running config, if it does not yet.
+func (s *session) followSettings(st *stream, timers *streamTimers) {
+	if cfg := s.store.settings(); cfg != st.cfg {
+		st.cfg = cfg
+		timers.follow(st)
 	}
 }
 

@@ -60,6 +60,22 @@ func TestPingPhasesSpreadOverTheInterval(t *testing.T) {
 	}
 }
 
+// openTestSession opens a session of a store with settings cfg, whose
+// upstream is nowhere, and returns the store, the session and the request
+// that opened it; both end with the test.
+func openTestSession(t *testing.T, cfg *settings) (*sessionStore, *session, *http.Request) {
+	t.Helper()
+	store := newSessionStore("", &url.URL{Scheme: "http", Host: "127.0.0.1:1"}, "", cfg, nil)
+	t.Cleanup(store.upstream.close)
+	r := httptest.NewRequest(http.MethodGet, "/sse", nil)
+	sess, err := store.open(r, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sess.ctx.end)
+	return store, sess, r
+}
+
 // brokenWriter is a client connection that fails every write.
 type brokenWriter struct{ httptest.ResponseRecorder }
 
@@ -71,15 +87,8 @@ func (*brokenWriter) Write([]byte) (int, error) { return 0, errors.New("connecti
 // the second.
 func TestFailedWriteIsWrittenAgain(t *testing.T) {
 	t.Parallel()
-	cfg := &settings{policy: policy{queueSize: 4, pingInterval: time.Hour}, logger: zap.NewNop(), changed: make(chan struct{})}
-	store := newSessionStore("", &url.URL{Scheme: "http", Host: "127.0.0.1:1"}, "", cfg, nil)
-	defer store.upstream.close()
-	r := httptest.NewRequest(http.MethodGet, "/sse", nil)
-	sess, err := store.open(r, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.ctx.end()
+	cfg := &settings{policy: policy{queueSize: 4, pingInterval: time.Hour}, logger: zap.NewNop()}
+	_, sess, r := openTestSession(t, cfg)
 	const message = `{"jsonrpc":"2.0","id":1,"result":{}}`
 	if err := sess.deliver(t.Context(), []byte(message)); err != nil {
 		t.Fatal(err)
@@ -109,4 +118,60 @@ type writeNotifier struct {
 func (w *writeNotifier) Write(p []byte) (int, error) {
 	defer w.wrote()
 	return w.ResponseRecorder.Write(p)
+}
+
+// writeLog is a client connection that tells its writes on writes, as
+// many as it holds.
+type writeLog struct {
+	httptest.ResponseRecorder
+	writes chan string
+}
+
+func (w *writeLog) Write(p []byte) (int, error) {
+	select {
+	case w.writes <- string(p):
+	default:
+	}
+	return len(p), nil
+}
+
+// TestStreamFollowsANewerConfig: a stream already serving takes the
+// settings of a config that goes live after it attached, here a shorter
+// ping interval, without waiting for a ping of the old one.
+func TestStreamFollowsANewerConfig(t *testing.T) {
+	t.Parallel()
+	old := &settings{policy: policy{queueSize: 4, pingInterval: time.Hour}, logger: zap.NewNop()}
+	store, sess, r := openTestSession(t, old)
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	w := &writeLog{writes: make(chan string, 16)}
+	a := sess.attach(ctx)
+	served := make(chan string, 1)
+	go func() { served <- sess.serve(newStream(w, r, old), a, 0) }()
+
+	// An event written tells that the stream waits in its loop.
+	const message = `{"jsonrpc":"2.0","method":"notifications/message"}`
+	if err := sess.deliver(t.Context(), []byte(message)); err != nil {
+		t.Fatal(err)
+	}
+	next := func(what string) string {
+		select {
+		case p := <-w.writes:
+			return p
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %s written within 10 s", what)
+			return ""
+		}
+	}
+	if p := next("event"); !strings.Contains(p, message) {
+		t.Fatalf("the stream wrote %q, want the event", p)
+	}
+	store.goLive(&settings{policy: policy{queueSize: 4, pingInterval: 10 * time.Millisecond}, logger: zap.NewNop()})
+	if p := next("ping after the new config went live"); p != string(pingComment) {
+		t.Errorf("the stream wrote %q, want a ping", p)
+	}
+	cancel()
+	if why := <-served; why != reasonClientGone {
+		t.Errorf("the stream stopped for %q, want %q", why, reasonClientGone)
+	}
 }
