@@ -28,6 +28,9 @@ const h2cProbeTimeout = 5 * time.Second
 type upstreamTransport struct {
 	h1  *http.Transport // HTTP/1.1, and HTTP/2 over TLS
 	h2c *http.Transport // HTTP/2 over cleartext TCP
+	// streams carries the GET streams over h2c, with no goroutine of
+	// net/http's for each (see h2Streams).
+	streams *h2Streams
 
 	// chosen is h1 or h2c once a probe has told; nil until then.
 	chosen atomic.Pointer[http.Transport]
@@ -69,19 +72,16 @@ func newUpstreamTransport() *upstreamTransport {
 	// wire only.
 	h2c.HTTP2 = &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second, MaxEncoderHeaderTableSize: 1}
 	h1.HTTP2 = h2c.HTTP2
-	t := &upstreamTransport{h1: h1, h2c: h2c}
+	t := &upstreamTransport{h1: h1, h2c: h2c, streams: newH2Streams(h1.DialContext)}
 	t.closed, t.close = context.WithCancel(context.Background())
 	return t
 }
 
 // RoundTrip sends req over the transport the upstream speaks.
 func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	rt := t.chosen.Load()
-	if rt == nil {
-		var err error
-		if rt, err = t.choose(req); err != nil {
-			return nil, err
-		}
+	rt, err := t.transportFor(req)
+	if err != nil {
+		return nil, err
 	}
 	resp, err := rt.RoundTrip(req)
 	if err != nil && rt == t.h2c && req.Context().Err() == nil {
@@ -90,6 +90,32 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		t.chosen.CompareAndSwap(rt, nil)
 	}
 	return resp, err
+}
+
+// RoundTripStream sends req, a GET for an event stream, as RoundTrip
+// does, but over h2c on the connections of t.streams.
+func (t *upstreamTransport) RoundTripStream(req *http.Request) (*http.Response, error) {
+	rt, err := t.transportFor(req)
+	if err != nil {
+		return nil, err
+	}
+	if rt != t.h2c {
+		return rt.RoundTrip(req)
+	}
+	resp, err := t.streams.RoundTrip(req)
+	if err != nil && req.Context().Err() == nil {
+		t.chosen.CompareAndSwap(rt, nil) // as in RoundTrip
+	}
+	return resp, err
+}
+
+// transportFor returns the transport the upstream speaks, choosing it if
+// no probe has told yet.
+func (t *upstreamTransport) transportFor(req *http.Request) (*http.Transport, error) {
+	if rt := t.chosen.Load(); rt != nil {
+		return rt, nil
+	}
+	return t.choose(req)
 }
 
 // choose returns the transport for a plain-http upstream once a probe for
@@ -188,14 +214,17 @@ func probeH2C(ctx context.Context, host string) (bool, error) {
 	return frame[3] == typeSettings && bytes.Equal(frame[5:], []byte{0, 0, 0, 0}), nil
 }
 
-// CloseIdleConnections closes both transports' idle connections.
+// CloseIdleConnections closes the transports' idle connections.
 func (t *upstreamTransport) CloseIdleConnections() {
 	t.h1.CloseIdleConnections()
 	t.h2c.CloseIdleConnections()
+	t.streams.closeIdle()
 }
 
-// shutdown ends a probe that is running and closes the idle connections.
+// shutdown ends a probe that is running and closes the idle connections;
+// the streams' connections close as their last stream ends.
 func (t *upstreamTransport) shutdown() {
 	t.close()
+	t.streams.shutdown()
 	t.CloseIdleConnections()
 }

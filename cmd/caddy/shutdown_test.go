@@ -38,7 +38,7 @@ func TestShutdownEndsStreamsPromptly(t *testing.T) {
 // upstream sessions it could not delete.
 func TestShutdownWithSilentUpstreamIsBounded(t *testing.T) {
 	const sessions = 10000
-	up := newH2CTestUpstream(t)
+	up := newTestUpstream(t)
 	up.holdDeletes.Store(true)
 	caddy, addr := startGateway(t, up.URL, "upstream_stream off")
 	openSessions(t, "http://"+addr, sessions)

@@ -8,15 +8,16 @@ import (
 )
 
 // TestUpstreamMultiplexedOverH2C: with an upstream that takes h2c, the
-// sessions' POSTs and GET streams share one HTTP/2 connection.
+// sessions' POSTs share one HTTP/2 connection, and their GET streams
+// another.
 func TestUpstreamMultiplexedOverH2C(t *testing.T) {
-	up := newH2CTestUpstream(t)
+	up := newTestUpstream(t)
 	loadCaddyfile(t, gatewaySite(up.URL, ""))
 	callEachSession(t, 40)
 
 	conns := up.connections()
-	if len(conns) != 1 {
-		t.Errorf("the upstream was called on %d connections, want 1: %v", len(conns), conns)
+	if len(conns) != 2 {
+		t.Errorf("the upstream was called on %d connections, want 2: %v", len(conns), conns)
 	}
 	for addr, proto := range conns {
 		if proto != "HTTP/2.0" {
@@ -28,7 +29,7 @@ func TestUpstreamMultiplexedOverH2C(t *testing.T) {
 // TestUpstreamHTTP1Only: an upstream that does not take h2c is called over
 // HTTP/1.1, and works.
 func TestUpstreamHTTP1Only(t *testing.T) {
-	up := newTestUpstream(t)
+	up := newHTTP1TestUpstream(t)
 	loadCaddyfile(t, gatewaySite(up.URL, ""))
 	callEachSession(t, 5)
 

@@ -52,16 +52,19 @@ type testUpstream struct {
 	protos      map[string]string // the protocol of each client connection, by remote address
 }
 
-// newTestUpstream starts a test upstream that speaks HTTP/1.1 only.
+// newTestUpstream starts a test upstream that takes h2c besides HTTP/1.1,
+// so that the gateway's GET streams go over its own HTTP/2 connections
+// (h2Streams), and its POSTs over net/http's. The third-party servers of
+// the interop tests take HTTP/1.1 only, and cover that path.
 func newTestUpstream(t *testing.T) *testUpstream {
 	t.Helper()
-	return startTestUpstream(t, false, nil)
+	return startTestUpstream(t, true, nil)
 }
 
-// newH2CTestUpstream starts a test upstream that also takes h2c.
-func newH2CTestUpstream(t *testing.T) *testUpstream {
+// newHTTP1TestUpstream starts a test upstream that speaks HTTP/1.1 only.
+func newHTTP1TestUpstream(t *testing.T) *testUpstream {
 	t.Helper()
-	return startTestUpstream(t, true, nil)
+	return startTestUpstream(t, false, nil)
 }
 
 // newResumableTestUpstream starts a test upstream that keeps the events of
@@ -69,7 +72,7 @@ func newH2CTestUpstream(t *testing.T) *testUpstream {
 // Last-Event-ID, and gives them IDs (for protocol 2025-11-25 on).
 func newResumableTestUpstream(t *testing.T) *testUpstream {
 	t.Helper()
-	return startTestUpstream(t, false, &mcp.StreamableHTTPOptions{EventStore: mcp.NewMemoryEventStore(nil)})
+	return startTestUpstream(t, true, &mcp.StreamableHTTPOptions{EventStore: mcp.NewMemoryEventStore(nil)})
 }
 
 func startTestUpstream(t *testing.T, h2c bool, opts *mcp.StreamableHTTPOptions) *testUpstream {

@@ -1,0 +1,816 @@
+package mcpsse
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// The upstream GET streams over h2c. A session holds its upstream's GET
+// stream for its whole life, and net/http's HTTP/2 client keeps a
+// goroutine (4 KiB of stack) and some 3 KiB of state for every request
+// until its stream ends: more than the rest of an idle session. h2Streams
+// carries those streams on HTTP/2 connections of its own, whose one reading
+// goroutine hands each stream's DATA to the goroutine that reads its body.
+// It speaks only what a GET stream needs: a request without a body, the
+// response's headers and its data, with flow control per stream so that a
+// session that does not read holds up no other. Everything else goes
+// through net/http.
+
+const (
+	// h2StreamWindow is each stream's receive window: the most an
+	// upstream sends on a stream before the gateway has read it.
+	h2StreamWindow = 1 << 20
+	// h2WindowRefresh is how much of a stream is read before its window
+	// is given back.
+	h2WindowRefresh = 32 << 10
+	// h2ConnWindow is the connection's receive window; each stream's
+	// bounds what is buffered.
+	h2ConnWindow = 1 << 30
+	// h2MaxHeaderList bounds a response's header list.
+	h2MaxHeaderList = 1 << 20
+	// h2MaxStreamsUnset bounds the streams on a connection whose peer set
+	// no limit, as net/http's client does.
+	h2MaxStreamsUnset = 1000
+	// h2PingAfter is the silence after which a connection is pinged, and
+	// h2PingTimeout the wait for the answer before it is closed: the
+	// figures of net/http's h2c transport here (see newUpstreamTransport).
+	h2PingAfter   = 30 * time.Second
+	h2PingTimeout = 15 * time.Second
+	// h2IdleTimeout closes a connection that carried no stream this long.
+	h2IdleTimeout = 90 * time.Second
+	// h2WriteTimeout bounds each write to a connection: a peer that
+	// takes none of it is gone.
+	h2WriteTimeout = 10 * time.Second
+	// h2DialTimeout bounds opening a connection, its SETTINGS included.
+	h2DialTimeout = 10 * time.Second
+	// h2Attempts bounds the connections a request tries when the ones it
+	// was sent on went away before the upstream took it.
+	h2Attempts = 3
+)
+
+var (
+	errH2Closed      = errors.New("upstream HTTP/2 connection closed")
+	errH2Unprocessed = errors.New("upstream HTTP/2 connection went away before taking the request")
+	errH2BodyClosed  = errors.New("read on a closed upstream stream")
+	errH2PingTimeout = errors.New("upstream HTTP/2 connection did not answer a ping")
+)
+
+// h2Streams is a pool of h2c connections to one upstream for its GET
+// streams, each carrying as many as the upstream allows at once.
+type h2Streams struct {
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	mu      sync.Mutex
+	conns   []*h2Conn
+	dialing *h2Dial // the connection being opened, if any
+	closed  bool
+}
+
+// h2Dial is a connection being opened, which the requests that need one
+// wait for.
+type h2Dial struct {
+	done chan struct{}
+	conn *h2Conn // set before done is closed, or err
+	err  error
+}
+
+func newH2Streams(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *h2Streams {
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	return &h2Streams{dial: dial}
+}
+
+// RoundTrip sends req, a GET, and returns the response once its headers
+// came. The body reads the stream until it ends, req's context ends, or it
+// is closed.
+func (p *h2Streams) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil && req.Body != http.NoBody {
+		return nil, errors.New("upstream stream requests carry no body")
+	}
+	fields, err := h2RequestFields(req)
+	if err != nil {
+		return nil, err
+	}
+	for attempt := 1; ; attempt++ {
+		cc, err := p.conn(req.Context(), req.URL.Host)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := cc.roundTrip(req, fields)
+		if errors.Is(err, errH2Unprocessed) && attempt < h2Attempts && req.Context().Err() == nil {
+			continue
+		}
+		return resp, err
+	}
+}
+
+// conn returns a connection to host with room for one more stream, held
+// for the caller, opening one if none has room.
+func (p *h2Streams) conn(ctx context.Context, host string) (*h2Conn, error) {
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, errH2Closed
+		}
+		// The newest connection is the likeliest to have room.
+		for i := len(p.conns) - 1; i >= 0; i-- {
+			if p.conns[i].reserve() {
+				p.mu.Unlock()
+				return p.conns[i], nil
+			}
+		}
+		d := p.dialing
+		if d == nil {
+			d = &h2Dial{done: make(chan struct{})}
+			p.dialing = d
+			go p.open(d, host)
+		}
+		p.mu.Unlock()
+		select {
+		case <-d.done:
+			if d.err != nil {
+				return nil, d.err
+			}
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+	}
+}
+
+// open opens a connection to host for d, and adds it to the pool.
+func (p *h2Streams) open(d *h2Dial, host string) {
+	ctx, cancel := context.WithTimeout(context.Background(), h2DialTimeout)
+	defer cancel()
+	d.conn, d.err = p.connect(ctx, host)
+	p.mu.Lock()
+	p.dialing = nil
+	if d.err == nil && p.closed {
+		d.err = errH2Closed
+	}
+	if d.err == nil {
+		p.conns = append(p.conns, d.conn)
+	}
+	p.mu.Unlock()
+	if d.err != nil && d.conn != nil {
+		d.conn.close(d.err)
+	}
+	close(d.done)
+}
+
+// connect dials host, speaks HTTP/2's preface, and returns the connection
+// once the upstream's SETTINGS came.
+func (p *h2Streams) connect(ctx context.Context, host string) (*h2Conn, error) {
+	if _, _, err := net.SplitHostPort(host); err != nil {
+		host = net.JoinHostPort(host, "80")
+	}
+	nc, err := p.dial(ctx, "tcp", host)
+	if err != nil {
+		return nil, err
+	}
+	cc := newH2Conn(p, nc)
+	err = cc.write(func(fr *http2.Framer) error {
+		if _, err := io.WriteString(nc, http2.ClientPreface); err != nil {
+			return err
+		}
+		err := fr.WriteSettings(
+			http2.Setting{ID: http2.SettingEnablePush, Val: 0},
+			http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2StreamWindow},
+			http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: h2MaxHeaderList},
+		)
+		if err != nil {
+			return err
+		}
+		return fr.WriteWindowUpdate(0, h2ConnWindow-65535)
+	})
+	if err != nil {
+		cc.close(err)
+		return nil, fmt.Errorf("opening an HTTP/2 connection to %s: %w", host, err)
+	}
+	go cc.readLoop()
+	select {
+	case <-cc.ready:
+		if cc.capacity() == 0 {
+			cc.close(errH2Closed)
+			return nil, fmt.Errorf("opening an HTTP/2 connection to %s: the upstream allows no streams on it", host)
+		}
+		return cc, nil
+	case <-cc.done:
+		return nil, fmt.Errorf("opening an HTTP/2 connection to %s: %w", host, cc.closeErr())
+	case <-ctx.Done():
+		cc.close(ctx.Err())
+		return nil, fmt.Errorf("opening an HTTP/2 connection to %s: no SETTINGS: %w", host, ctx.Err())
+	}
+}
+
+// remove drops cc, which closed, from the pool.
+func (p *h2Streams) remove(cc *h2Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, c := range p.conns {
+		if c == cc {
+			p.conns = append(p.conns[:i], p.conns[i+1:]...)
+			return
+		}
+	}
+}
+
+// closeIdle closes the connections that carry no stream.
+func (p *h2Streams) closeIdle() {
+	p.mu.Lock()
+	conns := append([]*h2Conn(nil), p.conns...)
+	p.mu.Unlock()
+	for _, cc := range conns {
+		cc.closeIfIdle()
+	}
+}
+
+// shutdown opens no more connections, and lets each close as its last
+// stream ends.
+func (p *h2Streams) shutdown() {
+	p.mu.Lock()
+	p.closed = true
+	conns := append([]*h2Conn(nil), p.conns...)
+	p.mu.Unlock()
+	for _, cc := range conns {
+		cc.mu.Lock()
+		cc.goingAway = true
+		idle := cc.held == 0
+		cc.mu.Unlock()
+		if idle {
+			cc.close(errH2Closed)
+		}
+	}
+}
+
+// h2Conn is one HTTP/2 connection of the pool.
+type h2Conn struct {
+	pool  *h2Streams
+	nc    net.Conn
+	ready chan struct{} // closed once the upstream's first SETTINGS came
+	done  chan struct{} // closed once the connection is closed
+
+	// wmu serializes writes: the framer's writing side and the header
+	// encoder.
+	wmu  sync.Mutex
+	fr   *http2.Framer
+	henc *hpack.Encoder
+	hbuf bytes.Buffer
+
+	// lastRead is when a frame last came, in Unix nanoseconds.
+	lastRead atomic.Int64
+
+	mu         sync.Mutex
+	streams    map[uint32]*h2Stream
+	nextID     uint32
+	held       int // streams open or about to be
+	maxStreams int
+	maxFrame   int // the largest frame the upstream takes
+	goingAway  bool
+	err        error // why it closed; set once it did
+	pingedAt   time.Time
+	alive      *time.Timer // pings a silent connection
+	idle       *time.Timer // closes a connection without streams
+	// received counts the DATA bytes not yet given back to the
+	// connection's window; only the reading goroutine uses it.
+	received int
+}
+
+func newH2Conn(p *h2Streams, nc net.Conn) *h2Conn {
+	cc := &h2Conn{
+		pool:       p,
+		nc:         nc,
+		ready:      make(chan struct{}),
+		done:       make(chan struct{}),
+		streams:    make(map[uint32]*h2Stream),
+		nextID:     1,
+		maxStreams: h2MaxStreamsUnset,
+		maxFrame:   16 << 10,
+	}
+	cc.fr = http2.NewFramer(nc, nc)
+	cc.fr.SetReuseFrames()
+	cc.fr.SetMaxReadFrameSize(16 << 10) // what the upstream may send unless told more
+	cc.fr.MaxHeaderListSize = h2MaxHeaderList
+	cc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	// No header is indexed: the sessions that share a connection send
+	// their own Mcp-Session-Id and credentials (see newUpstreamTransport).
+	cc.henc = hpack.NewEncoder(&cc.hbuf)
+	cc.henc.SetMaxDynamicTableSizeLimit(0)
+	cc.lastRead.Store(time.Now().UnixNano())
+	cc.alive = time.AfterFunc(h2PingAfter, cc.checkAlive)
+	cc.idle = time.AfterFunc(h2IdleTimeout, cc.closeIfIdle)
+	return cc
+}
+
+// write runs f, which writes frames, under the write lock and a deadline;
+// a write that fails closes the connection.
+func (cc *h2Conn) write(f func(fr *http2.Framer) error) error {
+	cc.wmu.Lock()
+	defer cc.wmu.Unlock()
+	_ = cc.nc.SetWriteDeadline(time.Now().Add(h2WriteTimeout))
+	err := f(cc.fr)
+	if err != nil {
+		cc.close(fmt.Errorf("%w: writing: %v", errH2Closed, err))
+	}
+	return err
+}
+
+// reserve holds room for one more stream, and reports whether there was.
+func (cc *h2Conn) reserve() bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.err != nil || cc.goingAway || cc.held >= cc.maxStreams {
+		return false
+	}
+	cc.held++
+	cc.idle.Stop()
+	return true
+}
+
+// release gives back the room of a stream. Callers hold cc.mu.
+func (cc *h2Conn) release() {
+	cc.held--
+	if cc.held == 0 {
+		if cc.goingAway {
+			go cc.close(errH2Closed) // not under cc.mu
+			return
+		}
+		cc.idle.Reset(h2IdleTimeout)
+	}
+}
+
+// roundTrip sends req, with the header fields given, on a stream held by
+// reserve, and waits for the response headers.
+func (cc *h2Conn) roundTrip(req *http.Request, fields []hpack.HeaderField) (*http.Response, error) {
+	cs := &h2Stream{cc: cc, window: h2StreamWindow}
+	cs.cond.L = &cc.mu
+	ctx := req.Context()
+	cs.stop = context.AfterFunc(ctx, func() { cs.abort(context.Cause(ctx)) })
+	if err := cc.open(cs, fields); err != nil {
+		cs.stop()
+		return nil, err
+	}
+	cc.mu.Lock()
+	for cs.status == 0 && cs.err == nil {
+		cs.cond.Wait()
+	}
+	status, header, err := cs.status, cs.header, cs.err
+	cs.header = nil
+	cc.mu.Unlock()
+	if status == 0 {
+		cs.Close()
+		return nil, err
+	}
+	return &http.Response{
+		Status:        strconv.Itoa(status) + " " + http.StatusText(status),
+		StatusCode:    status,
+		Proto:         "HTTP/2.0",
+		ProtoMajor:    2,
+		Header:        header,
+		Body:          cs,
+		ContentLength: -1,
+		Request:       req,
+	}, nil
+}
+
+// open gives cs the next stream ID and sends its HEADERS, ending the
+// request's side of the stream. IDs are taken under the write lock, so
+// that they go out in order.
+func (cc *h2Conn) open(cs *h2Stream, fields []hpack.HeaderField) error {
+	cc.wmu.Lock()
+	defer cc.wmu.Unlock()
+	cc.mu.Lock()
+	if cs.err != nil { // its request ended already
+		cc.release()
+		cc.mu.Unlock()
+		return cs.err
+	}
+	if cc.err != nil || cc.nextID >= 1<<31-1 {
+		cc.goingAway = true
+		cc.release()
+		cc.mu.Unlock()
+		return errH2Unprocessed
+	}
+	cs.id = cc.nextID
+	cc.nextID += 2
+	cc.streams[cs.id] = cs
+	maxFrame := cc.maxFrame
+	cc.mu.Unlock()
+
+	cc.hbuf.Reset()
+	for _, f := range fields {
+		_ = cc.henc.WriteField(f)
+	}
+	block := cc.hbuf.Bytes()
+	_ = cc.nc.SetWriteDeadline(time.Now().Add(h2WriteTimeout))
+	first := block[:min(len(block), maxFrame)]
+	block = block[len(first):]
+	err := cc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: cs.id, BlockFragment: first, EndStream: true, EndHeaders: len(block) == 0})
+	for err == nil && len(block) > 0 {
+		chunk := block[:min(len(block), maxFrame)]
+		block = block[len(chunk):]
+		err = cc.fr.WriteContinuation(cs.id, len(block) == 0, chunk)
+	}
+	if err != nil {
+		err = fmt.Errorf("%w: writing: %v", errH2Closed, err)
+		go cc.close(err) // not under the write lock
+		return err
+	}
+	return nil
+}
+
+// readLoop reads the connection's frames until it closes.
+func (cc *h2Conn) readLoop() {
+	var err error
+	for {
+		var f http2.Frame
+		if f, err = cc.fr.ReadFrame(); err != nil {
+			if se, ok := errors.AsType[http2.StreamError](err); ok {
+				cc.resetStream(se.StreamID, se.Code, fmt.Errorf("upstream HTTP/2 stream: %w", se))
+				continue
+			}
+			break
+		}
+		cc.lastRead.Store(time.Now().UnixNano())
+		if err = cc.handle(f); err != nil {
+			break
+		}
+	}
+	cc.close(fmt.Errorf("%w: %v", errH2Closed, err)) // not io.EOF: a stream cut off did not end
+}
+
+// handle takes one frame; an error closes the connection.
+func (cc *h2Conn) handle(f http2.Frame) error {
+	switch f := f.(type) {
+	case *http2.SettingsFrame:
+		if f.IsAck() {
+			return nil
+		}
+		return cc.settings(f)
+	case *http2.PingFrame:
+		if f.IsAck() {
+			return nil
+		}
+		return cc.write(func(fr *http2.Framer) error { return fr.WritePing(true, f.Data) })
+	case *http2.MetaHeadersFrame:
+		cc.headers(f)
+	case *http2.DataFrame:
+		return cc.data(f)
+	case *http2.RSTStreamFrame:
+		err := error(http2.StreamError{StreamID: f.StreamID, Code: f.ErrCode})
+		if f.ErrCode == http2.ErrCodeRefusedStream {
+			err = errH2Unprocessed
+		}
+		cc.endStream(f.StreamID, fmt.Errorf("upstream reset the stream: %w", err))
+	case *http2.GoAwayFrame:
+		cc.goAway(f.LastStreamID)
+	case *http2.PushPromiseFrame:
+		return errors.New("upstream pushed, though push is off")
+	}
+	return nil // WINDOW_UPDATE: nothing is sent on the streams; others are ignored
+}
+
+// settings applies the upstream's SETTINGS and acknowledges them.
+func (cc *h2Conn) settings(f *http2.SettingsFrame) error {
+	cc.mu.Lock()
+	err := f.ForeachSetting(func(s http2.Setting) error {
+		switch s.ID {
+		case http2.SettingMaxConcurrentStreams:
+			cc.maxStreams = int(min(s.Val, h2MaxStreamsUnset))
+		case http2.SettingMaxFrameSize:
+			cc.maxFrame = int(s.Val)
+		}
+		return nil
+	})
+	cc.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := cc.write(func(fr *http2.Framer) error { return fr.WriteSettingsAck() }); err != nil {
+		return err
+	}
+	select {
+	case <-cc.ready:
+	default:
+		close(cc.ready)
+	}
+	return nil
+}
+
+// headers takes a stream's response headers, or its trailers.
+func (cc *h2Conn) headers(f *http2.MetaHeadersFrame) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	cs := cc.streams[f.StreamID]
+	if cs == nil {
+		return
+	}
+	if cs.status == 0 {
+		status, err := strconv.Atoi(f.PseudoValue("status"))
+		if err != nil || status < 200 {
+			if err == nil && status >= 100 && status != 101 && !f.StreamEnded() {
+				return // an interim response: the final one follows
+			}
+			cc.endLocked(cs, fmt.Errorf("upstream HTTP/2 stream: malformed response status %q", f.PseudoValue("status")), http2.ErrCodeProtocol)
+			return
+		}
+		header := make(http.Header, len(f.RegularFields()))
+		for _, hf := range f.RegularFields() {
+			key := http.CanonicalHeaderKey(hf.Name)
+			header[key] = append(header[key], hf.Value)
+		}
+		cs.status, cs.header = status, header
+	}
+	if f.StreamEnded() {
+		cc.endLocked(cs, io.EOF, 0)
+	}
+	cs.cond.Broadcast()
+}
+
+// data takes a stream's DATA, giving the connection's window back as it
+// comes: each stream's own window bounds what waits unread.
+func (cc *h2Conn) data(f *http2.DataFrame) error {
+	size := int(f.Length)
+	if cc.received += size; cc.received >= h2StreamWindow {
+		n := cc.received
+		cc.received = 0
+		if err := cc.write(func(fr *http2.Framer) error { return fr.WriteWindowUpdate(0, uint32(n)) }); err != nil {
+			return err
+		}
+	}
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	cs := cc.streams[f.StreamID]
+	if cs == nil {
+		return nil // a stream that ended here; its peer had sent this already
+	}
+	if cs.status == 0 {
+		cc.endLocked(cs, errors.New("upstream HTTP/2 stream: DATA before its response headers"), http2.ErrCodeProtocol)
+		return nil
+	}
+	if cs.window -= size; cs.window < 0 {
+		cc.endLocked(cs, errors.New("upstream HTTP/2 stream: sent past its flow-control window"), http2.ErrCodeFlowControl)
+		return nil
+	}
+	cs.buf = append(cs.buf, f.Data()...)
+	cs.unacked += size - len(f.Data()) // padding is read as it comes
+	if f.StreamEnded() {
+		cc.endLocked(cs, io.EOF, 0)
+	}
+	cs.cond.Broadcast()
+	return nil
+}
+
+// goAway stops new streams on the connection, and ends those the upstream
+// says it did not take, to be sent again on another.
+func (cc *h2Conn) goAway(last uint32) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	cc.goingAway = true
+	for id, cs := range cc.streams {
+		if id > last {
+			cc.endLocked(cs, errH2Unprocessed, 0)
+		}
+	}
+	if cc.held == 0 {
+		go cc.close(errH2Closed)
+	}
+}
+
+// endStream ends stream id with err, if it is open.
+func (cc *h2Conn) endStream(id uint32, err error) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cs := cc.streams[id]; cs != nil {
+		cc.endLocked(cs, err, 0)
+	}
+}
+
+// resetStream ends stream id with err and resets it with code.
+func (cc *h2Conn) resetStream(id uint32, code http2.ErrCode, err error) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cs := cc.streams[id]; cs != nil {
+		cc.endLocked(cs, err, code)
+	}
+}
+
+// endLocked ends cs with err, which its body returns once what it holds
+// is read, and gives back its room; a code other than 0 resets the stream
+// upstream. Callers hold cc.mu.
+func (cc *h2Conn) endLocked(cs *h2Stream, err error, code http2.ErrCode) {
+	if cs.err == nil {
+		cs.err = err
+	}
+	cs.cond.Broadcast()
+	if cc.streams[cs.id] != cs {
+		return // not sent yet, or ended already
+	}
+	delete(cc.streams, cs.id)
+	cc.release()
+	if code != 0 {
+		go cc.write(func(fr *http2.Framer) error { return fr.WriteRSTStream(cs.id, code) })
+	}
+}
+
+// checkAlive pings a connection that has been silent for h2PingAfter, and
+// closes it if the ping got no answer in h2PingTimeout.
+func (cc *h2Conn) checkAlive() {
+	now := time.Now()
+	lastRead := time.Unix(0, cc.lastRead.Load())
+	cc.mu.Lock()
+	if cc.err != nil {
+		cc.mu.Unlock()
+		return
+	}
+	if !cc.pingedAt.IsZero() && lastRead.Before(cc.pingedAt) {
+		// The ping is unanswered, and nothing else came either.
+		waited := now.Sub(cc.pingedAt)
+		if waited < h2PingTimeout {
+			cc.alive.Reset(h2PingTimeout - waited)
+			cc.mu.Unlock()
+			return
+		}
+		cc.mu.Unlock()
+		cc.close(errH2PingTimeout)
+		return
+	}
+	if silent := now.Sub(lastRead); silent < h2PingAfter {
+		cc.pingedAt = time.Time{}
+		cc.alive.Reset(h2PingAfter - silent)
+		cc.mu.Unlock()
+		return
+	}
+	cc.pingedAt = now
+	cc.alive.Reset(h2PingTimeout)
+	cc.mu.Unlock()
+	_ = cc.write(func(fr *http2.Framer) error { return fr.WritePing(false, [8]byte{'m', 'c', 'p', '-', 's', 's', 'e'}) })
+}
+
+// closeIfIdle closes the connection if it carries no stream.
+func (cc *h2Conn) closeIfIdle() {
+	cc.mu.Lock()
+	idle := cc.held == 0
+	cc.mu.Unlock()
+	if idle {
+		cc.close(errH2Closed)
+	}
+}
+
+// close closes the connection, ending its streams with err.
+func (cc *h2Conn) close(err error) {
+	cc.mu.Lock()
+	if cc.err != nil {
+		cc.mu.Unlock()
+		return
+	}
+	cc.err = err
+	for _, cs := range cc.streams {
+		cc.endLocked(cs, err, 0)
+	}
+	cc.alive.Stop()
+	cc.idle.Stop()
+	cc.mu.Unlock()
+	cc.nc.Close()
+	close(cc.done)
+	cc.pool.remove(cc)
+}
+
+// capacity is how many streams the upstream takes at once.
+func (cc *h2Conn) capacity() int {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.maxStreams
+}
+
+// closeErr is why the connection closed.
+func (cc *h2Conn) closeErr() error {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.err
+}
+
+// h2Stream is one GET stream, and its response's body.
+type h2Stream struct {
+	cc   *h2Conn
+	id   uint32
+	stop func() bool // stops watching the request's context
+
+	// Under cc.mu:
+	cond   sync.Cond // signalled as the response, data or the end comes
+	status int
+	header http.Header // until the response is made
+	buf    []byte      // received and not yet read
+	// window is what the upstream may still send; unacked, what was
+	// read and not yet given back to it.
+	window  int
+	unacked int
+	// err is how the stream ended: io.EOF at its end, once buf is read;
+	// nil while it goes on.
+	err    error
+	closed bool
+}
+
+// Read reads the stream's data, waiting for it.
+func (cs *h2Stream) Read(p []byte) (int, error) {
+	cc := cs.cc
+	cc.mu.Lock()
+	for len(cs.buf) == 0 && cs.err == nil {
+		cs.cond.Wait()
+	}
+	if cs.closed {
+		cc.mu.Unlock()
+		return 0, errH2BodyClosed
+	}
+	if len(cs.buf) == 0 {
+		err := cs.err
+		cc.mu.Unlock()
+		return 0, err
+	}
+	n := copy(p, cs.buf)
+	if cs.buf = cs.buf[n:]; len(cs.buf) == 0 {
+		cs.buf = nil // an idle stream holds no buffer
+	}
+	cs.unacked += n
+	give := 0
+	if cs.unacked >= h2WindowRefresh && cs.err == nil {
+		give, cs.unacked = cs.unacked, 0
+		cs.window += give
+	}
+	cc.mu.Unlock()
+	if give > 0 {
+		_ = cc.write(func(fr *http2.Framer) error { return fr.WriteWindowUpdate(cs.id, uint32(give)) })
+	}
+	return n, nil
+}
+
+// Close ends the stream, resetting it upstream if it still runs.
+func (cs *h2Stream) Close() error {
+	cs.stop()
+	cs.abort(errH2BodyClosed)
+	return nil
+}
+
+// abort ends the stream with err, resetting it upstream if it still runs,
+// and drops what it holds.
+func (cs *h2Stream) abort(err error) {
+	cc := cs.cc
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if errors.Is(err, errH2BodyClosed) {
+		cs.closed = true
+	}
+	cs.buf = nil
+	cc.endLocked(cs, err, http2.ErrCodeCancel)
+}
+
+// h2RequestFields returns the header fields of req as HTTP/2 sends them,
+// checked as net/http checks them.
+func h2RequestFields(req *http.Request) ([]hpack.HeaderField, error) {
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	fields := make([]hpack.HeaderField, 0, 4+len(req.Header))
+	fields = append(fields,
+		hpack.HeaderField{Name: ":authority", Value: host},
+		hpack.HeaderField{Name: ":method", Value: req.Method},
+		hpack.HeaderField{Name: ":path", Value: req.URL.RequestURI()},
+		hpack.HeaderField{Name: ":scheme", Value: req.URL.Scheme},
+	)
+	for name, values := range req.Header {
+		if !httpguts.ValidHeaderFieldName(name) {
+			return nil, fmt.Errorf("invalid header field name %q", name)
+		}
+		lower := strings.ToLower(name)
+		switch lower {
+		case "host", "connection", "proxy-connection", "transfer-encoding", "upgrade", "keep-alive", "content-length":
+			continue // HTTP/2 has none of these, or says them otherwise
+		}
+		for _, v := range values {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return nil, fmt.Errorf("invalid value for header field %q", name)
+			}
+			if lower == "te" && v != "trailers" {
+				continue
+			}
+			fields = append(fields, hpack.HeaderField{Name: lower, Value: v})
+		}
+	}
+	return fields, nil
+}

@@ -1,0 +1,285 @@
+package mcpsse
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+)
+
+// h2cServer is a net/http server that takes h2c, counting the connections
+// it accepted.
+type h2cServer struct {
+	*httptest.Server
+	conns atomic.Int32
+}
+
+func startH2CServer(t *testing.T, maxStreams uint32, h http.HandlerFunc) *h2cServer {
+	t.Helper()
+	s := &h2cServer{Server: httptest.NewUnstartedServer(h)}
+	s.Config.Protocols = new(http.Protocols)
+	s.Config.Protocols.SetUnencryptedHTTP2(true)
+	s.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: int(maxStreams)}
+	s.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		if state == http.StateNew {
+			s.conns.Add(1)
+		}
+	}
+	s.Start()
+	t.Cleanup(func() {
+		s.CloseClientConnections()
+		s.Close()
+	})
+	return s
+}
+
+// holdStream answers 200 and holds the stream until the client ends it.
+func holdStream(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusOK)
+	w.(http.Flusher).Flush()
+	<-r.Context().Done()
+}
+
+func newTestH2Streams(t *testing.T) *h2Streams {
+	p := newH2Streams(nil)
+	t.Cleanup(p.shutdown)
+	return p
+}
+
+// getStream sends a GET for path on p, under ctx.
+func getStream(ctx context.Context, p *h2Streams, url string, header http.Header) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	if header != nil {
+		req.Header = header
+	}
+	return p.RoundTrip(req)
+}
+
+// TestH2StreamsMultiplexes: streams share one connection, carry the
+// request's headers and the response's, and a stream closed by the client
+// ends its request upstream.
+func TestH2StreamsMultiplexes(t *testing.T) {
+	ended := make(chan string, 3)
+	srv := startH2CServer(t, 0, func(w http.ResponseWriter, r *http.Request) {
+		if r.Proto != "HTTP/2.0" || r.Method != http.MethodGet {
+			http.Error(w, "want an HTTP/2 GET, got "+r.Method+" "+r.Proto, http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("X-Seen", r.Header.Get("Authorization")+" "+r.Header.Get("Last-Event-Id"))
+		fmt.Fprintf(w, "data: %s\n\n", r.URL.Path)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+		ended <- r.URL.Path
+	})
+	p := newTestH2Streams(t)
+	ctx := t.Context()
+	var bodies []io.ReadCloser
+	for i := range 3 {
+		header := http.Header{"Authorization": {fmt.Sprint("Bearer ", i)}, "Last-Event-Id": {"7"}}
+		resp, err := getStream(ctx, p, fmt.Sprintf("%s/s%d", srv.URL, i), header)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+			t.Fatalf("stream %d: %s, Content-Type %q", i, resp.Status, resp.Header.Get("Content-Type"))
+		}
+		if got, want := resp.Header.Get("X-Seen"), fmt.Sprintf("Bearer %d 7", i); got != want {
+			t.Errorf("stream %d: the upstream saw %q, want %q", i, got, want)
+		}
+		want := fmt.Sprintf("data: /s%d\n\n", i)
+		got := make([]byte, len(want))
+		if _, err := io.ReadFull(resp.Body, got); err != nil || string(got) != want {
+			t.Fatalf("stream %d read %q, %v; want %q", i, got, err, want)
+		}
+		bodies = append(bodies, resp.Body)
+	}
+	if n := srv.conns.Load(); n != 1 {
+		t.Errorf("three streams took %d connections, want 1", n)
+	}
+	for _, b := range bodies {
+		b.Close()
+	}
+	for range 3 {
+		<-ended
+	}
+	if _, err := bodies[0].Read(make([]byte, 1)); !errors.Is(err, errH2BodyClosed) {
+		t.Errorf("read after close: %v, want %v", err, errH2BodyClosed)
+	}
+}
+
+// TestH2StreamsFlowControl: a stream nobody reads holds up no other on its
+// connection, and loses nothing of what it carries past its window.
+func TestH2StreamsFlowControl(t *testing.T) {
+	big := make([]byte, 3*h2StreamWindow+12345)
+	rand.Read(big)
+	srv := startH2CServer(t, 0, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			w.Write(big)
+			return
+		}
+		io.WriteString(w, "small")
+	})
+	p := newTestH2Streams(t)
+	ctx := t.Context()
+	bigResp, err := getStream(ctx, p, srv.URL+"/big", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bigResp.Body.Close()
+	small, err := getStream(ctx, p, srv.URL+"/small", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(small.Body)
+	small.Body.Close()
+	if err != nil || string(got) != "small" {
+		t.Fatalf("the small stream read %q, %v, while the big one waited", got, err)
+	}
+	got, err = io.ReadAll(bigResp.Body)
+	if err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("the big stream read %d bytes (%v), want %d as sent", len(got), err, len(big))
+	}
+	if n := srv.conns.Load(); n != 1 {
+		t.Errorf("the streams took %d connections, want 1", n)
+	}
+}
+
+// TestH2StreamsMaxConcurrentStreams: streams past what one connection
+// takes open another.
+func TestH2StreamsMaxConcurrentStreams(t *testing.T) {
+	srv := startH2CServer(t, 2, holdStream)
+	p := newTestH2Streams(t)
+	for i := range 5 {
+		resp, err := getStream(t.Context(), p, srv.URL, nil)
+		if err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		defer resp.Body.Close()
+	}
+	if n := srv.conns.Load(); n != 3 {
+		t.Errorf("5 streams, 2 a connection, took %d connections, want 3", n)
+	}
+}
+
+// TestH2StreamsRequestContext: a request whose context ends before the
+// response comes returns at once, and ends upstream; one whose context
+// ends during the body ends the body.
+func TestH2StreamsRequestContext(t *testing.T) {
+	started, ended := make(chan struct{}, 1), make(chan struct{}, 2)
+	srv := startH2CServer(t, 0, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/body" {
+			w.WriteHeader(http.StatusOK)
+			w.(http.Flusher).Flush()
+		} else {
+			started <- struct{}{}
+		}
+		<-r.Context().Done()
+		ended <- struct{}{}
+	})
+	p := newTestH2Streams(t)
+
+	ctx, cancel := context.WithCancelCause(t.Context())
+	stop := errors.New("the test stops it")
+	go func() {
+		<-started
+		cancel(stop)
+	}()
+	if _, err := getStream(ctx, p, srv.URL+"/headers", nil); !errors.Is(err, stop) {
+		t.Errorf("RoundTrip = %v, want %v", err, stop)
+	}
+	<-ended
+
+	ctx, cancel = context.WithCancelCause(t.Context())
+	resp, err := getStream(ctx, p, srv.URL+"/body", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	go cancel(stop)
+	if _, err := resp.Body.Read(make([]byte, 1)); !errors.Is(err, stop) {
+		t.Errorf("Read = %v, want %v", err, stop)
+	}
+	<-ended
+}
+
+// TestH2StreamsConnectionLost: a connection that breaks ends its streams
+// with an error, not a clean end, and the next request opens another.
+func TestH2StreamsConnectionLost(t *testing.T) {
+	srv := startH2CServer(t, 0, holdStream)
+	p := newTestH2Streams(t)
+	resp, err := getStream(t.Context(), p, srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	srv.CloseClientConnections()
+	if _, err := resp.Body.Read(make([]byte, 1)); err == nil || errors.Is(err, io.EOF) {
+		t.Errorf("Read on a broken connection = %v, want an error", err)
+	}
+	resp, err = getStream(t.Context(), p, srv.URL, nil)
+	if err != nil {
+		t.Fatalf("after the connection broke: %v", err)
+	}
+	resp.Body.Close()
+	if n := srv.conns.Load(); n != 2 {
+		t.Errorf("took %d connections, want 2", n)
+	}
+}
+
+// TestH2StreamsErrorStatus: a refusal comes through with its body.
+func TestH2StreamsErrorStatus(t *testing.T) {
+	srv := startH2CServer(t, 0, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", "POST")
+		http.Error(w, "no GET stream here", http.StatusMethodNotAllowed)
+	})
+	p := newTestH2Streams(t)
+	resp, err := getStream(t.Context(), p, srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Status != "405 Method Not Allowed" || resp.Header.Get("Allow") != "POST" {
+		t.Errorf("got %q, Allow %q", resp.Status, resp.Header.Get("Allow"))
+	}
+	if err != nil || string(body) != "no GET stream here\n" {
+		t.Errorf("body %q, %v", body, err)
+	}
+}
+
+// TestH2StreamsIdleAndShutdown: a connection without streams closes on
+// closeIdle, and after shutdown nothing opens.
+func TestH2StreamsIdleAndShutdown(t *testing.T) {
+	srv := startH2CServer(t, 0, func(w http.ResponseWriter, r *http.Request) {})
+	p := newTestH2Streams(t)
+	resp, err := getStream(t.Context(), p, srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	p.mu.Lock()
+	cc := p.conns[0]
+	p.mu.Unlock()
+	p.closeIdle()
+	select {
+	case <-cc.done:
+	default:
+		t.Fatal("closeIdle left an idle connection open")
+	}
+	p.shutdown()
+	if _, err := getStream(t.Context(), p, srv.URL, nil); !errors.Is(err, errH2Closed) {
+		t.Errorf("after shutdown: %v, want %v", err, errH2Closed)
+	}
+}
