@@ -12,6 +12,9 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // h2cServer is a net/http server that takes h2c, counting the connections
@@ -281,5 +284,89 @@ func TestH2StreamsIdleAndShutdown(t *testing.T) {
 	p.shutdown()
 	if _, err := getStream(t.Context(), p, srv.URL, nil); !errors.Is(err, errH2Closed) {
 		t.Errorf("after shutdown: %v, want %v", err, errH2Closed)
+	}
+}
+
+// TestH2StreamsGoAwayRetries: a request the upstream did not take before
+// its GOAWAY goes again on a new connection. The upstream is a framer of
+// the test's, which sends GOAWAY on its first connection for the first
+// request, and answers on the second.
+func TestH2StreamsGoAwayRetries(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	served := make(chan error, 2)
+	go func() {
+		for i := range 2 {
+			nc, err := ln.Accept()
+			if err != nil {
+				served <- err
+				return
+			}
+			go func() {
+				defer nc.Close()
+				served <- serveOneStream(nc, i == 0)
+			}()
+		}
+	}()
+	p := newTestH2Streams(t)
+	resp, err := getStream(t.Context(), p, "http://"+ln.Addr().String()+"/mcp", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || string(body) != "second" {
+		t.Errorf("read %q, %v; want the second connection's answer", body, err)
+	}
+	p.closeIdle()
+	for range 2 {
+		if err := <-served; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// serveOneStream speaks HTTP/2 on nc for one request: GOAWAY with no
+// stream taken if goAway, else a 200 with a body.
+func serveOneStream(nc net.Conn, goAway bool) error {
+	preface := make([]byte, len(http2.ClientPreface))
+	if _, err := io.ReadFull(nc, preface); err != nil {
+		return err
+	}
+	fr := http2.NewFramer(nc, nc)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	if err := fr.WriteSettings(); err != nil {
+		return err
+	}
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return err
+		}
+		h, ok := f.(*http2.MetaHeadersFrame)
+		if !ok {
+			continue
+		}
+		if goAway {
+			return fr.WriteGoAway(0, http2.ErrCodeNo, nil)
+		}
+		var block bytes.Buffer
+		enc := hpack.NewEncoder(&block)
+		enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: h.StreamID, BlockFragment: block.Bytes(), EndHeaders: true}); err != nil {
+			return err
+		}
+		if err := fr.WriteData(h.StreamID, true, []byte("second")); err != nil {
+			return err
+		}
+		// Wait for the client to close the connection.
+		for {
+			if _, err := fr.ReadFrame(); err != nil {
+				return nil
+			}
+		}
 	}
 }
