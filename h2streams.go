@@ -3,11 +3,13 @@ package mcpsse
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -67,12 +69,16 @@ var (
 	errH2Unprocessed = errors.New("upstream HTTP/2 connection went away before taking the request")
 	errH2BodyClosed  = errors.New("read on a closed upstream stream")
 	errH2PingTimeout = errors.New("upstream HTTP/2 connection did not answer a ping")
+	errH2NotOffered  = errors.New("upstream does not offer HTTP/2 over TLS")
 )
 
-// h2Streams is a pool of h2c connections to one upstream for its GET
-// streams, each carrying as many as the upstream allows at once.
+// h2Streams is a pool of HTTP/2 connections to one upstream for its GET
+// streams, each carrying as many as the upstream allows at once: h2c for
+// an http:// upstream, TLS with ALPN for an https:// one.
 type h2Streams struct {
-	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// base dials as the upstream's other requests do, and gives the TLS
+	// settings of an https:// upstream.
+	base *http.Transport
 
 	mu      sync.Mutex
 	conns   []*h2Conn
@@ -88,11 +94,8 @@ type h2Dial struct {
 	err  error
 }
 
-func newH2Streams(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *h2Streams {
-	if dial == nil {
-		dial = (&net.Dialer{}).DialContext
-	}
-	return &h2Streams{dial: dial}
+func newH2Streams(base *http.Transport) *h2Streams {
+	return &h2Streams{base: base}
 }
 
 // RoundTrip sends req, a GET, and returns the response once its headers
@@ -107,7 +110,7 @@ func (p *h2Streams) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	for attempt := 1; ; attempt++ {
-		cc, err := p.conn(req.Context(), req.URL.Host)
+		cc, err := p.conn(req.Context(), req.URL)
 		if err != nil {
 			return nil, err
 		}
@@ -119,9 +122,9 @@ func (p *h2Streams) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// conn returns a connection to host with room for one more stream, held
-// for the caller, opening one if none has room.
-func (p *h2Streams) conn(ctx context.Context, host string) (*h2Conn, error) {
+// conn returns a connection to u's host with room for one more stream,
+// held for the caller, opening one if none has room.
+func (p *h2Streams) conn(ctx context.Context, u *url.URL) (*h2Conn, error) {
 	for {
 		p.mu.Lock()
 		if p.closed {
@@ -139,7 +142,7 @@ func (p *h2Streams) conn(ctx context.Context, host string) (*h2Conn, error) {
 		if d == nil {
 			d = &h2Dial{done: make(chan struct{})}
 			p.dialing = d
-			go p.open(d, host)
+			go p.open(d, u)
 		}
 		p.mu.Unlock()
 		select {
@@ -153,11 +156,11 @@ func (p *h2Streams) conn(ctx context.Context, host string) (*h2Conn, error) {
 	}
 }
 
-// open opens a connection to host for d, and adds it to the pool.
-func (p *h2Streams) open(d *h2Dial, host string) {
+// open opens a connection to u's host for d, and adds it to the pool.
+func (p *h2Streams) open(d *h2Dial, u *url.URL) {
 	ctx, cancel := context.WithTimeout(context.Background(), h2DialTimeout)
 	defer cancel()
-	d.conn, d.err = p.connect(ctx, host)
+	d.conn, d.err = p.connect(ctx, u)
 	p.mu.Lock()
 	p.dialing = nil
 	if d.err == nil && p.closed {
@@ -173,13 +176,18 @@ func (p *h2Streams) open(d *h2Dial, host string) {
 	close(d.done)
 }
 
-// connect dials host, speaks HTTP/2's preface, and returns the connection
-// once the upstream's SETTINGS came.
-func (p *h2Streams) connect(ctx context.Context, host string) (*h2Conn, error) {
-	if _, _, err := net.SplitHostPort(host); err != nil {
-		host = net.JoinHostPort(host, "80")
+// connect dials u's host, speaks HTTP/2's preface, and returns the
+// connection once the upstream's SETTINGS came.
+func (p *h2Streams) connect(ctx context.Context, u *url.URL) (*h2Conn, error) {
+	host := u.Host
+	if u.Port() == "" {
+		port := "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+		host = net.JoinHostPort(u.Hostname(), port)
 	}
-	nc, err := p.dial(ctx, "tcp", host)
+	nc, err := p.dial(ctx, host, u.Scheme == "https", u.Hostname())
 	if err != nil {
 		return nil, err
 	}
@@ -216,6 +224,38 @@ func (p *h2Streams) connect(ctx context.Context, host string) (*h2Conn, error) {
 		cc.close(ctx.Err())
 		return nil, fmt.Errorf("opening an HTTP/2 connection to %s: no SETTINGS: %w", host, ctx.Err())
 	}
+}
+
+// dial opens a TCP connection to addr, and over TLS negotiates HTTP/2
+// with serverName.
+func (p *h2Streams) dial(ctx context.Context, addr string, useTLS bool, serverName string) (net.Conn, error) {
+	dial := p.base.DialContext
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	nc, err := dial(ctx, "tcp", addr)
+	if err != nil || !useTLS {
+		return nc, err
+	}
+	cfg := &tls.Config{}
+	if p.base.TLSClientConfig != nil {
+		cfg = p.base.TLSClientConfig.Clone()
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = serverName
+	}
+	// http/1.1 too: a server that takes only it would refuse the handshake.
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	tc := tls.Client(nc, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	if tc.ConnectionState().NegotiatedProtocol != "h2" {
+		tc.Close()
+		return nil, errH2NotOffered
+	}
+	return tc, nil
 }
 
 // remove drops cc, which closed, from the pool.

@@ -51,7 +51,7 @@ func holdStream(w http.ResponseWriter, r *http.Request) {
 }
 
 func newTestH2Streams(t *testing.T) *h2Streams {
-	p := newH2Streams(nil)
+	p := newH2Streams(&http.Transport{})
 	t.Cleanup(p.shutdown)
 	return p
 }
@@ -368,5 +368,44 @@ func serveOneStream(nc net.Conn, goAway bool) error {
 				return nil
 			}
 		}
+	}
+}
+
+// TestStreamsOverTLS: an https upstream that offers h2 by ALPN gets the
+// GET streams on the gateway's own connections; one that offers only
+// HTTP/1.1 gets them over net/http's.
+func TestStreamsOverTLS(t *testing.T) {
+	proto := func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.Proto) }
+	h2 := httptest.NewUnstartedServer(http.HandlerFunc(proto))
+	h2.EnableHTTP2 = true
+	h2.StartTLS()
+	defer h2.Close()
+	h1 := httptest.NewTLSServer(http.HandlerFunc(proto))
+	defer h1.Close()
+
+	for _, c := range []struct {
+		srv  *httptest.Server
+		want string
+	}{{h2, "HTTP/2.0"}, {h1, "HTTP/1.1"}} {
+		tr := newUpstreamTransport()
+		tr.h1.TLSClientConfig = c.srv.Client().Transport.(*http.Transport).TLSClientConfig
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, c.srv.URL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := tr.RoundTripStream(req)
+		if err != nil {
+			t.Fatalf("%s: %v", c.want, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(body) != c.want {
+			t.Errorf("the upstream saw %q (%v), want %s", body, err, c.want)
+		}
+		_, ours := resp.Body.(*h2Stream)
+		if ours != (c.want == "HTTP/2.0") {
+			t.Errorf("%s: the stream went on h2Streams: %t", c.want, ours)
+		}
+		tr.shutdown()
 	}
 }

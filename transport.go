@@ -3,6 +3,7 @@ package mcpsse
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -31,6 +32,9 @@ type upstreamTransport struct {
 	// streams carries the GET streams over h2c, with no goroutine of
 	// net/http's for each (see h2Streams).
 	streams *h2Streams
+	// noTLSStreams is set once an https upstream offered no h2 to
+	// t.streams: its GET streams go over h1.
+	noTLSStreams atomic.Bool
 
 	// chosen is h1 or h2c once a probe has told; nil until then.
 	chosen atomic.Pointer[http.Transport]
@@ -72,7 +76,7 @@ func newUpstreamTransport() *upstreamTransport {
 	// wire only.
 	h2c.HTTP2 = &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second, MaxEncoderHeaderTableSize: 1}
 	h1.HTTP2 = h2c.HTTP2
-	t := &upstreamTransport{h1: h1, h2c: h2c, streams: newH2Streams(h1.DialContext)}
+	t := &upstreamTransport{h1: h1, h2c: h2c, streams: newH2Streams(h1)}
 	t.closed, t.close = context.WithCancel(context.Background())
 	return t
 }
@@ -93,8 +97,12 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 }
 
 // RoundTripStream sends req, a GET for an event stream, as RoundTrip
-// does, but over h2c on the connections of t.streams.
+// does, but over HTTP/2 on the connections of t.streams: h2c where the
+// probe found it, and over TLS unless the upstream's ALPN offered no h2.
 func (t *upstreamTransport) RoundTripStream(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme == "https" {
+		return t.roundTripTLSStream(req)
+	}
 	rt, err := t.transportFor(req)
 	if err != nil {
 		return nil, err
@@ -105,6 +113,21 @@ func (t *upstreamTransport) RoundTripStream(req *http.Request) (*http.Response, 
 	resp, err := t.streams.RoundTrip(req)
 	if err != nil && req.Context().Err() == nil {
 		t.chosen.CompareAndSwap(rt, nil) // as in RoundTrip
+	}
+	return resp, err
+}
+
+// roundTripTLSStream sends req, a GET for an event stream, to an https
+// upstream: on t.streams, or with net/http (HTTP/1.1) once the upstream
+// offered no h2, or through an HTTP proxy.
+func (t *upstreamTransport) roundTripTLSStream(req *http.Request) (*http.Response, error) {
+	if t.noTLSStreams.Load() || t.proxied(req) {
+		return t.h1.RoundTrip(req)
+	}
+	resp, err := t.streams.RoundTrip(req)
+	if errors.Is(err, errH2NotOffered) {
+		t.noTLSStreams.Store(true)
+		return t.h1.RoundTrip(req)
 	}
 	return resp, err
 }
