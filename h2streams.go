@@ -21,7 +21,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 )
 
-// The upstream GET streams over h2c. A session holds its upstream's GET
+// The upstream GET streams over HTTP/2. A session holds its upstream's GET
 // stream for its whole life, and net/http's HTTP/2 client keeps a
 // goroutine (4 KiB of stack) and some 3 KiB of state for every request
 // until its stream ends: more than the rest of an idle session. h2Streams

@@ -19,18 +19,20 @@ var h2cPreface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x0
 // h2cProbeTimeout bounds the probe of a plain-HTTP upstream.
 const h2cProbeTimeout = 5 * time.Second
 
-// upstreamTransport carries a store's requests to its upstream over one
-// multiplexed HTTP/2 connection where the upstream offers it, so that many
+// upstreamTransport carries a store's requests to its upstream over
+// multiplexed HTTP/2 connections where the upstream offers it, so that many
 // sessions, each holding an upstream GET stream, do not need a TCP
-// connection each. An https upstream gets HTTP/2 by ALPN. A plain-http
+// connection each: the POSTs and DELETEs over net/http's, the GET streams
+// over those of h2Streams. An https upstream gets HTTP/2 by ALPN. A plain-http
 // upstream offers nothing to negotiate, so the transport probes it once: an
 // upstream that answers HTTP/2's connection preface gets h2c, one that does
 // not gets HTTP/1.1.
 type upstreamTransport struct {
 	h1  *http.Transport // HTTP/1.1, and HTTP/2 over TLS
 	h2c *http.Transport // HTTP/2 over cleartext TCP
-	// streams carries the GET streams over h2c, with no goroutine of
-	// net/http's for each (see h2Streams).
+	// streams carries the GET streams over h2c, and over TLS where the
+	// upstream offers h2, with no goroutine of net/http's for each (see
+	// h2Streams).
 	streams *h2Streams
 	// noTLSStreams is set once an https upstream offered no h2 to
 	// t.streams: its GET streams go over h1.

@@ -29,8 +29,8 @@ const upstreamDeleteTimeout = 3 * time.Second
 
 // upstreamClient sends a store's sessions' messages to the upstream MCP
 // server. Its transport is shared by every session of the store, so their
-// requests share connections: one multiplexed connection over HTTP/2,
-// h2c included (see upstreamTransport).
+// requests share connections: multiplexed connections over HTTP/2, h2c
+// included (see upstreamTransport).
 //
 // Requests go to the transport itself, not through an http.Client: the
 // gateway follows no redirect (a 3xx is the upstream's answer, relayed
@@ -63,8 +63,8 @@ func (c *upstreamClient) openStream(ctx context.Context, header http.Header, hea
 // headerTimeout for the response headers; the body may then take as long
 // as ctx allows. onWritten, if not nil, runs once the request has been
 // written. A stream, a GET for an event stream, goes over the transport's
-// own HTTP/2 connections where the upstream takes h2c. The returned body
-// must be closed.
+// own HTTP/2 connections where the upstream takes HTTP/2. The returned
+// body must be closed.
 func (c *upstreamClient) do(ctx context.Context, method, rawURL string, body []byte, header http.Header, onWritten func(), headerTimeout time.Duration, stream bool) (*http.Response, error) {
 	// The request is made under its own context from the start: a copy
 	// of it under another (WithContext) would be what a GET stream holds
