@@ -289,12 +289,9 @@ func (p *h2Streams) shutdown() {
 	p.mu.Unlock()
 	for _, cc := range conns {
 		cc.mu.Lock()
-		cc.goingAway = true
-		idle := cc.held == 0
+		cc.goingAway = true // its last stream's end closes it
 		cc.mu.Unlock()
-		if idle {
-			cc.close(errH2Closed)
-		}
+		cc.closeIfIdle()
 	}
 }
 
@@ -468,7 +465,7 @@ func (cc *h2Conn) open(cs *h2Stream, fields []hpack.HeaderField) error {
 	}
 	if err != nil {
 		err = fmt.Errorf("%w: writing: %v", errH2Closed, err)
-		go cc.close(err) // not under the write lock
+		cc.close(err) // as write does
 		return err
 	}
 	return nil
@@ -481,7 +478,7 @@ func (cc *h2Conn) readLoop() {
 		var f http2.Frame
 		if f, err = cc.fr.ReadFrame(); err != nil {
 			if se, ok := errors.AsType[http2.StreamError](err); ok {
-				cc.resetStream(se.StreamID, se.Code, fmt.Errorf("upstream HTTP/2 stream: %w", se))
+				cc.endStream(se.StreamID, se.Code, fmt.Errorf("upstream HTTP/2 stream: %w", se))
 				continue
 			}
 			break
@@ -516,7 +513,7 @@ func (cc *h2Conn) handle(f http2.Frame) error {
 		if f.ErrCode == http2.ErrCodeRefusedStream {
 			err = errH2Unprocessed
 		}
-		cc.endStream(f.StreamID, fmt.Errorf("upstream reset the stream: %w", err))
+		cc.endStream(f.StreamID, 0, fmt.Errorf("upstream reset the stream: %w", err))
 	case *http2.GoAwayFrame:
 		cc.goAway(f.LastStreamID)
 	case *http2.PushPromiseFrame:
@@ -632,17 +629,9 @@ func (cc *h2Conn) goAway(last uint32) {
 	}
 }
 
-// endStream ends stream id with err, if it is open.
-func (cc *h2Conn) endStream(id uint32, err error) {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	if cs := cc.streams[id]; cs != nil {
-		cc.endLocked(cs, err, 0)
-	}
-}
-
-// resetStream ends stream id with err and resets it with code.
-func (cc *h2Conn) resetStream(id uint32, code http2.ErrCode, err error) {
+// endStream ends stream id with err, if it is open, and resets it with
+// code unless 0.
+func (cc *h2Conn) endStream(id uint32, code http2.ErrCode, err error) {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	if cs := cc.streams[id]; cs != nil {

@@ -50,6 +50,13 @@ func holdStream(w http.ResponseWriter, r *http.Request) {
 	<-r.Context().Done()
 }
 
+// readBody reads resp's body to its end, and closes it.
+func readBody(resp *http.Response) (string, error) {
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return string(body), err
+}
+
 func newTestH2Streams(t *testing.T) *h2Streams {
 	p := newH2Streams(&http.Transport{})
 	t.Cleanup(p.shutdown)
@@ -144,12 +151,10 @@ func TestH2StreamsFlowControl(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := io.ReadAll(small.Body)
-	small.Body.Close()
-	if err != nil || string(got) != "small" {
+	if got, err := readBody(small); err != nil || got != "small" {
 		t.Fatalf("the small stream read %q, %v, while the big one waited", got, err)
 	}
-	got, err = io.ReadAll(bigResp.Body)
+	got, err := io.ReadAll(bigResp.Body)
 	if err != nil || !bytes.Equal(got, big) {
 		t.Fatalf("the big stream read %d bytes (%v), want %d as sent", len(got), err, len(big))
 	}
@@ -251,12 +256,11 @@ func TestH2StreamsErrorStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body, err := readBody(resp)
 	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Status != "405 Method Not Allowed" || resp.Header.Get("Allow") != "POST" {
 		t.Errorf("got %q, Allow %q", resp.Status, resp.Header.Get("Allow"))
 	}
-	if err != nil || string(body) != "no GET stream here\n" {
+	if err != nil || body != "no GET stream here\n" {
 		t.Errorf("body %q, %v", body, err)
 	}
 }
@@ -270,8 +274,7 @@ func TestH2StreamsIdleAndShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	readBody(resp)
 	p.mu.Lock()
 	cc := p.conns[0]
 	p.mu.Unlock()
@@ -316,9 +319,7 @@ func TestH2StreamsGoAwayRetries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil || string(body) != "second" {
+	if body, err := readBody(resp); err != nil || body != "second" {
 		t.Errorf("read %q, %v; want the second connection's answer", body, err)
 	}
 	p.closeIdle()
@@ -397,9 +398,7 @@ func TestStreamsOverTLS(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.want, err)
 		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil || string(body) != c.want {
+		if body, err := readBody(resp); err != nil || body != c.want {
 			t.Errorf("the upstream saw %q (%v), want %s", body, err, c.want)
 		}
 		_, ours := resp.Body.(*h2Stream)

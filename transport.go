@@ -90,12 +90,20 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		return nil, err
 	}
 	resp, err := rt.RoundTrip(req)
-	if err != nil && rt == t.h2c && req.Context().Err() == nil {
-		// The upstream may have been replaced by one that speaks only
-		// HTTP/1.1: probe again on the next request.
-		t.chosen.CompareAndSwap(rt, nil)
+	if rt == t.h2c {
+		t.checkH2C(req, err)
 	}
 	return resp, err
+}
+
+// checkH2C takes the outcome of a request sent over h2c: one that failed
+// for other reasons than its context makes the next request probe again,
+// since the upstream may have been replaced by one that speaks only
+// HTTP/1.1.
+func (t *upstreamTransport) checkH2C(req *http.Request, err error) {
+	if err != nil && req.Context().Err() == nil {
+		t.chosen.CompareAndSwap(t.h2c, nil)
+	}
 }
 
 // RoundTripStream sends req, a GET for an event stream, as RoundTrip
@@ -113,9 +121,7 @@ func (t *upstreamTransport) RoundTripStream(req *http.Request) (*http.Response, 
 		return rt.RoundTrip(req)
 	}
 	resp, err := t.streams.RoundTrip(req)
-	if err != nil && req.Context().Err() == nil {
-		t.chosen.CompareAndSwap(rt, nil) // as in RoundTrip
-	}
+	t.checkH2C(req, err)
 	return resp, err
 }
 
