@@ -1,6 +1,7 @@
 package mcpsse
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
@@ -21,16 +23,18 @@ import (
 	"golang.org/x/net/http2/hpack"
 )
 
-// The upstream GET streams over HTTP/2. A session holds its upstream's GET
+// The upstream's requests over HTTP/2. A session holds its upstream's GET
 // stream for its whole life, and net/http's HTTP/2 client keeps a
 // goroutine (4 KiB of stack) and some 3 KiB of state for every request
-// until its stream ends: more than the rest of an idle session. h2Streams
-// carries those streams on HTTP/2 connections of its own, whose one reading
-// goroutine hands each stream's DATA to the goroutine that reads its body.
-// It speaks only what a GET stream needs: a request without a body, the
-// response's headers and its data, with flow control per stream so that a
-// session that does not read holds up no other. Everything else goes
-// through net/http.
+// until its stream ends: more than the rest of an idle session. It runs
+// that goroutine for every POST too, besides the state of a general
+// client. h2Streams carries the upstream's requests on HTTP/2 connections
+// of its own, whose one reading goroutine hands each stream's DATA to the
+// goroutine that reads its body. It speaks what the gateway's requests
+// need: a request whose body is in memory, sent as the upstream's
+// flow-control windows allow, then the response's headers and its data,
+// with flow control per stream so that a session that does not read holds
+// up no other.
 
 const (
 	// h2StreamWindow is each stream's receive window: the most an
@@ -62,6 +66,15 @@ const (
 	// h2Attempts bounds the connections a request tries when the ones it
 	// was sent on went away before the upstream took it.
 	h2Attempts = 3
+	// h2ReadBuffer and h2WriteBuffer buffer a connection's frames, so
+	// that a frame is read, and a request's frames written, in one
+	// system call.
+	h2ReadBuffer  = 16 << 10
+	h2WriteBuffer = 8 << 10
+	// h2InitialWindow is a window's size until SETTINGS say otherwise,
+	// and h2MaxWindow the largest one may grow to.
+	h2InitialWindow = 65535
+	h2MaxWindow     = 1<<31 - 1
 )
 
 var (
@@ -72,9 +85,10 @@ var (
 	errH2NotOffered  = errors.New("upstream does not offer HTTP/2 over TLS")
 )
 
-// h2Streams is a pool of HTTP/2 connections to one upstream for its GET
-// streams, each carrying as many as the upstream allows at once: h2c for
-// an http:// upstream, TLS with ALPN for an https:// one.
+// h2Streams is a pool of HTTP/2 connections to one upstream for its
+// requests, each connection carrying as many streams as the upstream
+// allows at once: h2c for an http:// upstream, TLS with ALPN for an
+// https:// one.
 type h2Streams struct {
 	// base dials as the upstream's other requests do, and gives the TLS
 	// settings of an https:// upstream.
@@ -98,23 +112,26 @@ func newH2Streams(base *http.Transport) *h2Streams {
 	return &h2Streams{base: base}
 }
 
-// RoundTrip sends req, a GET, and returns the response once its headers
-// came. The body reads the stream until it ends, req's context ends, or it
-// is closed.
-func (p *h2Streams) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Body != nil && req.Body != http.NoBody {
-		return nil, errors.New("upstream stream requests carry no body")
-	}
-	fields, err := h2RequestFields(req)
+// RoundTrip sends req with body, which stands for req.Body (not read), and
+// returns the response once its headers came. The response's body reads
+// the stream until it ends, req's context ends, or it is closed. A client
+// trace in req's context learns when the request has been written.
+func (p *h2Streams) RoundTrip(req *http.Request, body []byte) (*http.Response, error) {
+	fields, err := h2RequestFields(req, len(body))
 	if err != nil {
 		return nil, err
+	}
+	var written func()
+	if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.WroteRequest != nil {
+		// Once: a request sent again has been written before.
+		written = sync.OnceFunc(func() { trace.WroteRequest(httptrace.WroteRequestInfo{}) })
 	}
 	for attempt := 1; ; attempt++ {
 		cc, err := p.conn(req.Context(), req.URL)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := cc.roundTrip(req, fields)
+		resp, err := cc.roundTrip(req, fields, body, written)
 		if errors.Is(err, errH2Unprocessed) && attempt < h2Attempts && req.Context().Err() == nil {
 			continue
 		}
@@ -133,9 +150,9 @@ func (p *h2Streams) conn(ctx context.Context, u *url.URL) (*h2Conn, error) {
 		}
 		// The newest connection is the likeliest to have room.
 		for i := len(p.conns) - 1; i >= 0; i-- {
-			if p.conns[i].reserve() {
+			if cc := p.conns[i]; cc.scheme == u.Scheme && cc.host == u.Host && cc.reserve() {
 				p.mu.Unlock()
-				return p.conns[i], nil
+				return cc, nil
 			}
 		}
 		d := p.dialing
@@ -191,9 +208,9 @@ func (p *h2Streams) connect(ctx context.Context, u *url.URL) (*h2Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cc := newH2Conn(p, nc)
+	cc := newH2Conn(p, nc, u)
 	err = cc.write(func(fr *http2.Framer) error {
-		if _, err := io.WriteString(nc, http2.ClientPreface); err != nil {
+		if _, err := cc.bw.WriteString(http2.ClientPreface); err != nil {
 			return err
 		}
 		err := fr.WriteSettings(
@@ -297,15 +314,18 @@ func (p *h2Streams) shutdown() {
 
 // h2Conn is one HTTP/2 connection of the pool.
 type h2Conn struct {
-	pool  *h2Streams
-	nc    net.Conn
-	ready chan struct{} // closed once the upstream's first SETTINGS came
-	done  chan struct{} // closed once the connection is closed
+	pool   *h2Streams
+	nc     net.Conn
+	scheme string        // of the requests it carries
+	host   string        // and their host, as their URL has it
+	ready  chan struct{} // closed once the upstream's first SETTINGS came
+	done   chan struct{} // closed once the connection is closed
 
-	// wmu serializes writes: the framer's writing side and the header
-	// encoder.
+	// wmu serializes writes: the framer's writing side, its buffer and
+	// the header encoder.
 	wmu  sync.Mutex
 	fr   *http2.Framer
+	bw   *bufio.Writer
 	henc *hpack.Encoder
 	hbuf bytes.Buffer
 
@@ -318,28 +338,41 @@ type h2Conn struct {
 	held       int // streams open or about to be
 	maxStreams int
 	maxFrame   int // the largest frame the upstream takes
-	goingAway  bool
-	err        error // why it closed; set once it did
-	pingedAt   time.Time
-	alive      *time.Timer // pings a silent connection
-	idle       *time.Timer // closes a connection without streams
+	// sendWindow is what the upstream takes of the requests' bodies on
+	// the connection, and initialWindow what it takes on a stream
+	// before that stream's WINDOW_UPDATE; sendCond is signalled as
+	// either grows, and as a stream that sends ends.
+	sendWindow    int
+	initialWindow int
+	sendCond      sync.Cond
+	goingAway     bool
+	err           error // why it closed; set once it did
+	pingedAt      time.Time
+	alive         *time.Timer // pings a silent connection
+	idle          *time.Timer // closes a connection without streams
 	// received counts the DATA bytes not yet given back to the
 	// connection's window; only the reading goroutine uses it.
 	received int
 }
 
-func newH2Conn(p *h2Streams, nc net.Conn) *h2Conn {
+func newH2Conn(p *h2Streams, nc net.Conn, u *url.URL) *h2Conn {
 	cc := &h2Conn{
-		pool:       p,
-		nc:         nc,
-		ready:      make(chan struct{}),
-		done:       make(chan struct{}),
-		streams:    make(map[uint32]*h2Stream),
-		nextID:     1,
-		maxStreams: h2MaxStreamsUnset,
-		maxFrame:   16 << 10,
+		pool:          p,
+		nc:            nc,
+		scheme:        u.Scheme,
+		host:          u.Host,
+		ready:         make(chan struct{}),
+		done:          make(chan struct{}),
+		bw:            bufio.NewWriterSize(nc, h2WriteBuffer),
+		streams:       make(map[uint32]*h2Stream),
+		nextID:        1,
+		maxStreams:    h2MaxStreamsUnset,
+		maxFrame:      16 << 10,
+		sendWindow:    h2InitialWindow,
+		initialWindow: h2InitialWindow,
 	}
-	cc.fr = http2.NewFramer(nc, nc)
+	cc.sendCond.L = &cc.mu
+	cc.fr = http2.NewFramer(cc.bw, bufio.NewReaderSize(nc, h2ReadBuffer))
 	cc.fr.SetReuseFrames()
 	cc.fr.SetMaxReadFrameSize(16 << 10) // what the upstream may send unless told more
 	cc.fr.MaxHeaderListSize = h2MaxHeaderList
@@ -354,13 +387,16 @@ func newH2Conn(p *h2Streams, nc net.Conn) *h2Conn {
 	return cc
 }
 
-// write runs f, which writes frames, under the write lock and a deadline;
-// a write that fails closes the connection.
+// write runs f, which writes frames, under the write lock and a deadline,
+// and sends them; a write that fails closes the connection.
 func (cc *h2Conn) write(f func(fr *http2.Framer) error) error {
 	cc.wmu.Lock()
 	defer cc.wmu.Unlock()
 	_ = cc.nc.SetWriteDeadline(time.Now().Add(h2WriteTimeout))
 	err := f(cc.fr)
+	if err == nil {
+		err = cc.bw.Flush()
+	}
 	if err != nil {
 		cc.close(fmt.Errorf("%w: writing: %v", errH2Closed, err))
 	}
@@ -391,16 +427,30 @@ func (cc *h2Conn) release() {
 	}
 }
 
-// roundTrip sends req, with the header fields given, on a stream held by
-// reserve, and waits for the response headers.
-func (cc *h2Conn) roundTrip(req *http.Request, fields []hpack.HeaderField) (*http.Response, error) {
+// roundTrip sends req, with the header fields and body given, on a
+// stream held by reserve, and waits for the response headers. written, if
+// not nil, runs once the whole request is written.
+func (cc *h2Conn) roundTrip(req *http.Request, fields []hpack.HeaderField, body []byte, written func()) (*http.Response, error) {
 	cs := &h2Stream{cc: cc, window: h2StreamWindow}
 	cs.cond.L = &cc.mu
 	ctx := req.Context()
 	cs.stop = context.AfterFunc(ctx, func() { cs.abort(context.Cause(ctx)) })
-	if err := cc.open(cs, fields); err != nil {
+	sent, err := cc.open(cs, fields, body)
+	if err == nil && sent < len(body) {
+		err = cc.sendBody(cs, body[sent:])
+	}
+	if err == io.EOF {
+		// The upstream answered in full before it took the whole body:
+		// the request's side of the stream ends without one.
+		err = nil
+		_ = cc.write(func(fr *http2.Framer) error { return fr.WriteRSTStream(cs.id, http2.ErrCodeNo) })
+	}
+	if err != nil {
 		cs.stop()
 		return nil, err
+	}
+	if written != nil {
+		written()
 	}
 	cc.mu.Lock()
 	for cs.status == 0 && cs.err == nil {
@@ -425,27 +475,31 @@ func (cc *h2Conn) roundTrip(req *http.Request, fields []hpack.HeaderField) (*htt
 	}, nil
 }
 
-// open gives cs the next stream ID and sends its HEADERS, ending the
-// request's side of the stream. IDs are taken under the write lock, so
-// that they go out in order.
-func (cc *h2Conn) open(cs *h2Stream, fields []hpack.HeaderField) error {
+// open gives cs the next stream ID and sends its HEADERS, then what the
+// upstream's windows take of body at once, ending the request's side of
+// the stream if that is all of it; it returns how much of body it sent.
+// IDs are taken under the write lock, so that they go out in order.
+func (cc *h2Conn) open(cs *h2Stream, fields []hpack.HeaderField, body []byte) (int, error) {
 	cc.wmu.Lock()
 	defer cc.wmu.Unlock()
 	cc.mu.Lock()
 	if cs.err != nil { // its request ended already
 		cc.release()
 		cc.mu.Unlock()
-		return cs.err
+		return 0, cs.err
 	}
 	if cc.err != nil || cc.nextID >= 1<<31-1 {
 		cc.goingAway = true
 		cc.release()
 		cc.mu.Unlock()
-		return errH2Unprocessed
+		return 0, errH2Unprocessed
 	}
 	cs.id = cc.nextID
 	cc.nextID += 2
 	cc.streams[cs.id] = cs
+	cs.sendWindow = cc.initialWindow
+	sent := cc.takeWindow(cs, len(body))
+	cs.sending = sent < len(body)
 	maxFrame := cc.maxFrame
 	cc.mu.Unlock()
 
@@ -457,18 +511,65 @@ func (cc *h2Conn) open(cs *h2Stream, fields []hpack.HeaderField) error {
 	_ = cc.nc.SetWriteDeadline(time.Now().Add(h2WriteTimeout))
 	first := block[:min(len(block), maxFrame)]
 	block = block[len(first):]
-	err := cc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: cs.id, BlockFragment: first, EndStream: true, EndHeaders: len(block) == 0})
+	err := cc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: cs.id, BlockFragment: first, EndStream: len(body) == 0, EndHeaders: len(block) == 0})
 	for err == nil && len(block) > 0 {
 		chunk := block[:min(len(block), maxFrame)]
 		block = block[len(chunk):]
 		err = cc.fr.WriteContinuation(cs.id, len(block) == 0, chunk)
 	}
+	if err == nil && sent > 0 {
+		err = cc.fr.WriteData(cs.id, sent == len(body), body[:sent])
+	}
+	if err == nil {
+		err = cc.bw.Flush()
+	}
 	if err != nil {
 		err = fmt.Errorf("%w: writing: %v", errH2Closed, err)
 		cc.close(err) // as write does
-		return err
+		return 0, err
+	}
+	return sent, nil
+}
+
+// sendBody sends body, the rest of cs's request, in DATA frames as the
+// upstream's windows take it, ending the request's side of the stream with
+// the last. If the stream ends first, it returns how: io.EOF if the
+// upstream answered in full.
+func (cc *h2Conn) sendBody(cs *h2Stream, body []byte) error {
+	for len(body) > 0 {
+		cc.mu.Lock()
+		n := 0
+		for cs.err == nil {
+			if n = cc.takeWindow(cs, len(body)); n > 0 {
+				break
+			}
+			cc.sendCond.Wait()
+		}
+		ended := cs.err
+		cs.sending = n < len(body) && ended == nil
+		cc.mu.Unlock()
+		if n == 0 {
+			return ended
+		}
+		chunk, end := body[:n], n == len(body)
+		body = body[n:]
+		if err := cc.write(func(fr *http2.Framer) error { return fr.WriteData(cs.id, end, chunk) }); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// takeWindow takes what the connection's and cs's send windows allow of a
+// body of n bytes, in one frame. Callers hold cc.mu.
+func (cc *h2Conn) takeWindow(cs *h2Stream, n int) int {
+	n = min(n, cs.sendWindow, cc.sendWindow, cc.maxFrame)
+	if n <= 0 {
+		return 0
+	}
+	cs.sendWindow -= n
+	cc.sendWindow -= n
+	return n
 }
 
 // readLoop reads the connection's frames until it closes.
@@ -514,23 +615,38 @@ func (cc *h2Conn) handle(f http2.Frame) error {
 			err = errH2Unprocessed
 		}
 		cc.endStream(f.StreamID, 0, fmt.Errorf("upstream reset the stream: %w", err))
+	case *http2.WindowUpdateFrame:
+		return cc.windowUpdate(f)
 	case *http2.GoAwayFrame:
 		cc.goAway(f.LastStreamID)
 	case *http2.PushPromiseFrame:
 		return errors.New("upstream pushed, though push is off")
 	}
-	return nil // WINDOW_UPDATE: nothing is sent on the streams; others are ignored
+	return nil // others are ignored
 }
 
 // settings applies the upstream's SETTINGS and acknowledges them.
 func (cc *h2Conn) settings(f *http2.SettingsFrame) error {
 	cc.mu.Lock()
 	err := f.ForeachSetting(func(s http2.Setting) error {
+		if err := s.Valid(); err != nil {
+			return err
+		}
 		switch s.ID {
 		case http2.SettingMaxConcurrentStreams:
 			cc.maxStreams = int(min(s.Val, h2MaxStreamsUnset))
 		case http2.SettingMaxFrameSize:
 			cc.maxFrame = int(s.Val)
+		case http2.SettingInitialWindowSize:
+			// It applies to the streams open too.
+			delta := int(s.Val) - cc.initialWindow
+			cc.initialWindow = int(s.Val)
+			for _, cs := range cc.streams {
+				if cs.sendWindow += delta; cs.sendWindow > h2MaxWindow {
+					return errors.New("upstream HTTP/2 SETTINGS took a stream's window past 2^31-1")
+				}
+			}
+			cc.sendCond.Broadcast()
 		}
 		return nil
 	})
@@ -613,6 +729,25 @@ func (cc *h2Conn) data(f *http2.DataFrame) error {
 	return nil
 }
 
+// windowUpdate grows the connection's send window, or a stream's.
+func (cc *h2Conn) windowUpdate(f *http2.WindowUpdateFrame) error {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	inc := int(f.Increment)
+	if f.StreamID == 0 {
+		if cc.sendWindow += inc; cc.sendWindow > h2MaxWindow {
+			return errors.New("upstream HTTP/2 WINDOW_UPDATE took the connection's window past 2^31-1")
+		}
+	} else if cs := cc.streams[f.StreamID]; cs != nil {
+		if cs.sendWindow += inc; cs.sendWindow > h2MaxWindow {
+			cc.endLocked(cs, errors.New("upstream HTTP/2 WINDOW_UPDATE took a stream's window past 2^31-1"), http2.ErrCodeFlowControl)
+			return nil
+		}
+	}
+	cc.sendCond.Broadcast()
+	return nil
+}
+
 // goAway stops new streams on the connection, and ends those the upstream
 // says it did not take, to be sent again on another.
 func (cc *h2Conn) goAway(last uint32) {
@@ -647,6 +782,9 @@ func (cc *h2Conn) endLocked(cs *h2Stream, err error, code http2.ErrCode) {
 		cs.err = err
 	}
 	cs.cond.Broadcast()
+	if cs.sending {
+		cc.sendCond.Broadcast()
+	}
 	if cc.streams[cs.id] != cs {
 		return // not sent yet, or ended already
 	}
@@ -734,7 +872,7 @@ func (cc *h2Conn) closeErr() error {
 	return cc.err
 }
 
-// h2Stream is one GET stream, and its response's body.
+// h2Stream is one request's stream, and its response's body.
 type h2Stream struct {
 	cc   *h2Conn
 	id   uint32
@@ -749,6 +887,10 @@ type h2Stream struct {
 	// read and not yet given back to it.
 	window  int
 	unacked int
+	// sendWindow is what the upstream takes of the request's body on the
+	// stream; sending is set while the rest of the body is to be sent.
+	sendWindow int
+	sending    bool
 	// err is how the stream ended: io.EOF at its end, once buf is read;
 	// nil while it goes on.
 	err    error
@@ -808,9 +950,9 @@ func (cs *h2Stream) abort(err error) {
 	cc.endLocked(cs, err, http2.ErrCodeCancel)
 }
 
-// h2RequestFields returns the header fields of req as HTTP/2 sends them,
-// checked as net/http checks them.
-func h2RequestFields(req *http.Request) ([]hpack.HeaderField, error) {
+// h2RequestFields returns the header fields of req, with a body of n
+// bytes, as HTTP/2 sends them, checked as net/http checks them.
+func h2RequestFields(req *http.Request, n int) ([]hpack.HeaderField, error) {
 	host := req.Host
 	if host == "" {
 		host = req.URL.Host
@@ -840,6 +982,11 @@ func h2RequestFields(req *http.Request) ([]hpack.HeaderField, error) {
 			}
 			fields = append(fields, hpack.HeaderField{Name: lower, Value: v})
 		}
+	}
+	switch {
+	case n > 0, req.Method == http.MethodPost, req.Method == http.MethodPut, req.Method == http.MethodPatch:
+		// As net/http: a method that has a body says its length, even 0.
+		fields = append(fields, hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(n)})
 	}
 	return fields, nil
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"sync/atomic"
 	"testing"
 
@@ -25,11 +26,16 @@ type h2cServer struct {
 }
 
 func startH2CServer(t *testing.T, maxStreams uint32, h http.HandlerFunc) *h2cServer {
+	return startH2CServerWith(t, &http.HTTP2Config{MaxConcurrentStreams: int(maxStreams)}, h)
+}
+
+// startH2CServerWith starts an h2c server with the HTTP/2 settings cfg.
+func startH2CServerWith(t *testing.T, cfg *http.HTTP2Config, h http.HandlerFunc) *h2cServer {
 	t.Helper()
 	s := &h2cServer{Server: httptest.NewUnstartedServer(h)}
 	s.Config.Protocols = new(http.Protocols)
 	s.Config.Protocols.SetUnencryptedHTTP2(true)
-	s.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: int(maxStreams)}
+	s.Config.HTTP2 = cfg
 	s.Config.ConnState = func(_ net.Conn, state http.ConnState) {
 		if state == http.StateNew {
 			s.conns.Add(1)
@@ -72,7 +78,101 @@ func getStream(ctx context.Context, p *h2Streams, url string, header http.Header
 	if header != nil {
 		req.Header = header
 	}
-	return p.RoundTrip(req)
+	return p.RoundTrip(req, nil)
+}
+
+// TestH2StreamsRequestBodies: POSTs on one connection carry their bodies
+// whole, with their length, past upstream windows far smaller than the
+// bodies, each stream's in turn as the upstream reads; the request counts
+// as written once, when the upstream has all of it.
+func TestH2StreamsRequestBodies(t *testing.T) {
+	srv := startH2CServerWith(t, &http.HTTP2Config{MaxReceiveBufferPerStream: 4 << 10, MaxReceiveBufferPerConnection: 64 << 10}, func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("X-Length", r.Header.Get("Content-Length"))
+		w.Write(body)
+	})
+	p := newTestH2Streams(t)
+	sizes := []int{0, 1, 300 << 10, 40 << 10, 1 << 20}
+	errs := make(chan error, len(sizes))
+	for _, n := range sizes {
+		go func() {
+			body := make([]byte, n)
+			rand.Read(body)
+			var wrote atomic.Int32
+			trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Add(1) }}
+			req, err := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), http.MethodPost, srv.URL, nil)
+			if err != nil {
+				errs <- err
+				return
+			}
+			resp, err := p.RoundTrip(req, body)
+			if err != nil {
+				errs <- fmt.Errorf("%d bytes: %v", n, err)
+				return
+			}
+			if wrote.Load() != 1 {
+				errs <- fmt.Errorf("%d bytes: the response came with the request written %d times, want 1", n, wrote.Load())
+				return
+			}
+			got, err := readBody(resp)
+			switch {
+			case err != nil || resp.StatusCode != http.StatusOK:
+				errs <- fmt.Errorf("%d bytes: %s, %v", n, resp.Status, err)
+			case got != string(body):
+				errs <- fmt.Errorf("%d bytes: the upstream got %d bytes, not the body sent", n, len(got))
+			case resp.Header.Get("X-Length") != fmt.Sprint(n):
+				errs <- fmt.Errorf("%d bytes: Content-Length %q", n, resp.Header.Get("X-Length"))
+			default:
+				errs <- nil
+			}
+		}()
+	}
+	for range sizes {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if n := srv.conns.Load(); n != 1 {
+		t.Errorf("%d POSTs took %d connections, want 1", len(sizes), n)
+	}
+}
+
+// TestH2StreamsAnswerBeforeBody: an upstream that answers a POST before it
+// read the body, and never reads it, gets the rest of it no more, and its
+// answer reaches the caller; the connection carries the next request.
+func TestH2StreamsAnswerBeforeBody(t *testing.T) {
+	srv := startH2CServerWith(t, &http.HTTP2Config{MaxReceiveBufferPerStream: 4 << 10}, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			http.Error(w, "too big", http.StatusRequestEntityTooLarge)
+			return
+		}
+		io.Copy(io.Discard, r.Body)
+	})
+	p := newTestH2Streams(t)
+	for _, c := range []struct {
+		path string
+		size int
+		want int
+	}{{"/big", 1 << 20, http.StatusRequestEntityTooLarge}, {"/next", 10 << 10, http.StatusOK}} {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+c.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := p.RoundTrip(req, make([]byte, c.size))
+		if err != nil {
+			t.Fatalf("%s: %v", c.path, err)
+		}
+		if _, err := readBody(resp); err != nil || resp.StatusCode != c.want {
+			t.Errorf("%s: %s, %v; want %d", c.path, resp.Status, err, c.want)
+		}
+	}
+	if n := srv.conns.Load(); n != 1 {
+		t.Errorf("the two POSTs took %d connections, want 1", n)
+	}
 }
 
 // TestH2StreamsMultiplexes: streams share one connection, carry the
@@ -394,7 +494,7 @@ func TestStreamsOverTLS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := tr.RoundTripStream(req)
+		resp, err := tr.RoundTrip(req, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", c.want, err)
 		}

@@ -74,7 +74,7 @@ func metadataLocations(upstream *url.URL, challenge string) []string {
 
 // fetchMetadata fetches one metadata document and checks that it is one.
 func (g *guard) fetchMetadata(ctx context.Context, u string, timeout time.Duration) (map[string]json.RawMessage, error) {
-	resp, err := g.up.do(ctx, http.MethodGet, u, nil, http.Header{"Accept": {"application/json"}}, nil, timeout, false)
+	resp, err := g.up.do(ctx, http.MethodGet, u, nil, http.Header{"Accept": {"application/json"}}, nil, timeout)
 	if err != nil {
 		return nil, err
 	}

@@ -22,24 +22,24 @@ const h2cProbeTimeout = 5 * time.Second
 // upstreamTransport carries a store's requests to its upstream over
 // multiplexed HTTP/2 connections where the upstream offers it, so that many
 // sessions, each holding an upstream GET stream, do not need a TCP
-// connection each: the POSTs and DELETEs over net/http's, the GET streams
-// over those of h2Streams. An https upstream gets HTTP/2 by ALPN. A plain-http
+// connection each: those of h2Streams, for the GET streams, POSTs and
+// DELETEs alike. An https upstream gets HTTP/2 by ALPN. A plain-http
 // upstream offers nothing to negotiate, so the transport probes it once: an
 // upstream that answers HTTP/2's connection preface gets h2c, one that does
-// not gets HTTP/1.1.
+// not gets HTTP/1.1 over net/http's transport, as do an https upstream
+// that offers no h2 and one behind an HTTP proxy.
 type upstreamTransport struct {
-	h1  *http.Transport // HTTP/1.1, and HTTP/2 over TLS
-	h2c *http.Transport // HTTP/2 over cleartext TCP
-	// streams carries the GET streams over h2c, and over TLS where the
+	h1 *http.Transport // HTTP/1.1, and HTTP/2 through a proxy
+	// streams carries the requests over h2c, and over TLS where the
 	// upstream offers h2, with no goroutine of net/http's for each (see
 	// h2Streams).
 	streams *h2Streams
 	// noTLSStreams is set once an https upstream offered no h2 to
-	// t.streams: its GET streams go over h1.
+	// t.streams: its requests go over h1.
 	noTLSStreams atomic.Bool
 
-	// chosen is h1 or h2c once a probe has told; nil until then.
-	chosen atomic.Pointer[http.Transport]
+	// chosen is protoH1 or protoH2C once a probe has told.
+	chosen atomic.Int32
 	// onChoose, if set, learns what a probe chose.
 	onChoose func(h2c bool)
 
@@ -51,11 +51,18 @@ type upstreamTransport struct {
 	probe *h2cProbe // the probe running, if any
 }
 
+// What a plain-http upstream speaks, as a probe told.
+const (
+	protoUnknown = iota
+	protoH1
+	protoH2C
+)
+
 // h2cProbe is one probe of the upstream, which every request that needs
 // its answer waits for, each as long as its own context allows.
 type h2cProbe struct {
-	done chan struct{}
-	rt   *http.Transport // set before done is closed
+	done  chan struct{}
+	proto int32 // set before done is closed
 }
 
 func newUpstreamTransport() *upstreamTransport {
@@ -65,74 +72,45 @@ func newUpstreamTransport() *upstreamTransport {
 	h1.MaxIdleConnsPerHost = 256
 	// The bodies are parsed here, not passed through: keep them plain.
 	h1.DisableCompression = true
-
-	h2c := h1.Clone()
-	h2c.Protocols = new(http.Protocols)
-	h2c.Protocols.SetUnencryptedHTTP2(true)
-	// The connections idle for as long as the sessions do: check that
-	// the upstream is still there instead of trusting a silent one. No
-	// header is indexed for compression: the sessions that share a
-	// connection send headers of their own (Mcp-Session-Id, credentials),
-	// which churned the 4 KiB table, and encoding them cost a tenth of
-	// the gateway's CPU in a closed loop; literals cost bytes on the
-	// wire only.
-	h2c.HTTP2 = &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second, MaxEncoderHeaderTableSize: 1}
-	h1.HTTP2 = h2c.HTTP2
-	t := &upstreamTransport{h1: h1, h2c: h2c, streams: newH2Streams(h1)}
+	// Through a proxy the connections idle for as long as the sessions
+	// do: check that the upstream is still there instead of trusting a
+	// silent one, as h2Streams does.
+	h1.HTTP2 = &http.HTTP2Config{SendPingTimeout: h2PingAfter, PingTimeout: h2PingTimeout}
+	t := &upstreamTransport{h1: h1, streams: newH2Streams(h1)}
 	t.closed, t.close = context.WithCancel(context.Background())
 	return t
 }
 
-// RoundTrip sends req over the transport the upstream speaks.
-func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	rt, err := t.transportFor(req)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := rt.RoundTrip(req)
-	if rt == t.h2c {
-		t.checkH2C(req, err)
-	}
-	return resp, err
-}
-
-// checkH2C takes the outcome of a request sent over h2c: one that failed
-// for other reasons than its context makes the next request probe again,
-// since the upstream may have been replaced by one that speaks only
-// HTTP/1.1.
-func (t *upstreamTransport) checkH2C(req *http.Request, err error) {
-	if err != nil && req.Context().Err() == nil {
-		t.chosen.CompareAndSwap(t.h2c, nil)
-	}
-}
-
-// RoundTripStream sends req, a GET for an event stream, as RoundTrip
-// does, but over HTTP/2 on the connections of t.streams: h2c where the
-// probe found it, and over TLS unless the upstream's ALPN offered no h2.
-func (t *upstreamTransport) RoundTripStream(req *http.Request) (*http.Response, error) {
+// RoundTrip sends req with body, which stands for req.Body when the
+// request goes over h2Streams, over what the upstream speaks.
+func (t *upstreamTransport) RoundTrip(req *http.Request, body []byte) (*http.Response, error) {
 	if req.URL.Scheme == "https" {
-		return t.roundTripTLSStream(req)
+		return t.roundTripTLS(req, body)
 	}
-	rt, err := t.transportFor(req)
+	proto, err := t.protoFor(req)
 	if err != nil {
 		return nil, err
 	}
-	if rt != t.h2c {
-		return rt.RoundTrip(req)
+	if proto != protoH2C {
+		return t.h1.RoundTrip(req)
 	}
-	resp, err := t.streams.RoundTrip(req)
-	t.checkH2C(req, err)
+	resp, err := t.streams.RoundTrip(req, body)
+	if err != nil && req.Context().Err() == nil {
+		// A request that failed for other reasons than its context
+		// makes the next one probe again: the upstream may have been
+		// replaced by one that speaks only HTTP/1.1.
+		t.chosen.CompareAndSwap(protoH2C, protoUnknown)
+	}
 	return resp, err
 }
 
-// roundTripTLSStream sends req, a GET for an event stream, to an https
-// upstream: on t.streams, or with net/http (HTTP/1.1) once the upstream
-// offered no h2, or through an HTTP proxy.
-func (t *upstreamTransport) roundTripTLSStream(req *http.Request) (*http.Response, error) {
+// roundTripTLS sends req to an https upstream: on t.streams, or with
+// net/http once the upstream offered no h2, or through an HTTP proxy.
+func (t *upstreamTransport) roundTripTLS(req *http.Request, body []byte) (*http.Response, error) {
 	if t.noTLSStreams.Load() || t.proxied(req) {
 		return t.h1.RoundTrip(req)
 	}
-	resp, err := t.streams.RoundTrip(req)
+	resp, err := t.streams.RoundTrip(req, body)
 	if errors.Is(err, errH2NotOffered) {
 		t.noTLSStreams.Store(true)
 		return t.h1.RoundTrip(req)
@@ -140,28 +118,28 @@ func (t *upstreamTransport) roundTripTLSStream(req *http.Request) (*http.Respons
 	return resp, err
 }
 
-// transportFor returns the transport the upstream speaks, choosing it if
+// protoFor returns what a plain-http upstream speaks, probing for it if
 // no probe has told yet.
-func (t *upstreamTransport) transportFor(req *http.Request) (*http.Transport, error) {
-	if rt := t.chosen.Load(); rt != nil {
-		return rt, nil
+func (t *upstreamTransport) protoFor(req *http.Request) (int32, error) {
+	if proto := t.chosen.Load(); proto != protoUnknown {
+		return proto, nil
 	}
 	return t.choose(req)
 }
 
-// choose returns the transport for a plain-http upstream once a probe for
-// h2c has told, waiting for the probe at most as long as req's context
+// choose returns what a plain-http upstream speaks once a probe for h2c
+// has told, waiting for the probe at most as long as req's context
 // allows. A probe that cannot reach the upstream sends the requests that
 // waited for it over HTTP/1.1, and the next request probes again.
-func (t *upstreamTransport) choose(req *http.Request) (*http.Transport, error) {
+func (t *upstreamTransport) choose(req *http.Request) (int32, error) {
 	if req.URL.Scheme != "http" || t.proxied(req) {
-		t.chosen.Store(t.h1)
-		return t.h1, nil
+		t.chosen.Store(protoH1)
+		return protoH1, nil
 	}
 	t.mu.Lock()
-	if rt := t.chosen.Load(); rt != nil {
+	if proto := t.chosen.Load(); proto != protoUnknown {
 		t.mu.Unlock()
-		return rt, nil
+		return proto, nil
 	}
 	p := t.probe
 	if p == nil {
@@ -172,9 +150,9 @@ func (t *upstreamTransport) choose(req *http.Request) (*http.Transport, error) {
 	t.mu.Unlock()
 	select {
 	case <-p.done:
-		return p.rt, nil
+		return p.proto, nil
 	case <-req.Context().Done():
-		return nil, causeOf(req.Context())
+		return protoUnknown, causeOf(req.Context())
 	}
 }
 
@@ -187,14 +165,14 @@ func (t *upstreamTransport) runProbe(p *h2cProbe, host string) {
 	if t.closed.Err() != nil {
 		err = t.closed.Err() // cut short: it told nothing
 	}
-	p.rt = t.h1
+	p.proto = protoH1
 	if err == nil && h2c {
-		p.rt = t.h2c
+		p.proto = protoH2C
 	}
 	t.mu.Lock()
 	t.probe = nil
 	if err == nil {
-		t.chosen.Store(p.rt)
+		t.chosen.Store(p.proto)
 	}
 	t.mu.Unlock()
 	close(p.done)
@@ -248,7 +226,6 @@ func probeH2C(ctx context.Context, host string) (bool, error) {
 // CloseIdleConnections closes the transports' idle connections.
 func (t *upstreamTransport) CloseIdleConnections() {
 	t.h1.CloseIdleConnections()
-	t.h2c.CloseIdleConnections()
 	t.streams.closeIdle()
 }
 

@@ -92,7 +92,7 @@ func TestStalledProbeHoldsOnlyItsWaiters(t *testing.T) {
 	first := make(chan error, 1)
 	go func() {
 		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, url, nil)
-		_, err := tr.RoundTrip(req)
+		_, err := tr.RoundTrip(req, nil)
 		first <- err
 	}()
 	conn := <-accepted // the probe's connection
@@ -101,7 +101,7 @@ func TestStalledProbeHoldsOnlyItsWaiters(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
-	if _, err := tr.RoundTrip(req); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := tr.RoundTrip(req, nil); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("a request whose context ended while the probe ran: %v, want its deadline", err)
 	}
 	select {

@@ -50,22 +50,14 @@ func (c *upstreamClient) close() { c.transport.shutdown() }
 
 // send sends a request to the upstream's URL, as do does.
 func (c *upstreamClient) send(ctx context.Context, method string, body []byte, header http.Header, onWritten func(), headerTimeout time.Duration) (*http.Response, error) {
-	return c.do(ctx, method, c.rawURL, body, header, onWritten, headerTimeout, false)
-}
-
-// openStream sends a GET for an event stream to the upstream's URL, as do
-// does.
-func (c *upstreamClient) openStream(ctx context.Context, header http.Header, headerTimeout time.Duration) (*http.Response, error) {
-	return c.do(ctx, http.MethodGet, c.rawURL, nil, header, nil, headerTimeout, true)
+	return c.do(ctx, method, c.rawURL, body, header, onWritten, headerTimeout)
 }
 
 // do sends a request to rawURL with header, and waits at most
 // headerTimeout for the response headers; the body may then take as long
 // as ctx allows. onWritten, if not nil, runs once the request has been
-// written. A stream, a GET for an event stream, goes over the transport's
-// own HTTP/2 connections where the upstream takes HTTP/2. The returned
-// body must be closed.
-func (c *upstreamClient) do(ctx context.Context, method, rawURL string, body []byte, header http.Header, onWritten func(), headerTimeout time.Duration, stream bool) (*http.Response, error) {
+// written. The returned body must be closed.
+func (c *upstreamClient) do(ctx context.Context, method, rawURL string, body []byte, header http.Header, onWritten func(), headerTimeout time.Duration) (*http.Response, error) {
 	// The request is made under its own context from the start: a copy
 	// of it under another (WithContext) would be what a GET stream holds
 	// for its life, besides the garbage every message would leave. It is
@@ -92,12 +84,7 @@ func (c *upstreamClient) do(ctx context.Context, method, rawURL string, body []b
 		req.Header = header
 	}
 	timer := time.AfterFunc(headerTimeout, func() { rctx.endWith(context.Canceled, errHeaderTimeout) })
-	var resp *http.Response
-	if stream {
-		resp, err = c.transport.RoundTripStream(req)
-	} else {
-		resp, err = c.transport.RoundTrip(req)
-	}
+	resp, err := c.transport.RoundTrip(req, body)
 	timer.Stop()
 	if err != nil {
 		cause := rctx.Cause()

@@ -111,7 +111,7 @@ func (s *session) eventStreamHeader(lastID string) http.Header {
 
 // getEventStream sends a GET for an upstream event stream with header.
 func (s *session) getEventStream(ctx context.Context, header http.Header, headerTimeout time.Duration) (*http.Response, error) {
-	return s.store.upstream.openStream(ctx, header, headerTimeout)
+	return s.store.upstream.send(ctx, http.MethodGet, nil, header, nil, headerTimeout)
 }
 
 // resumeDelay is the wait before resuming a stream whose latest retry
