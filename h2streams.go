@@ -440,10 +440,7 @@ func (cc *h2Conn) roundTrip(req *http.Request, fields []hpack.HeaderField, body 
 		err = cc.sendBody(cs, body[sent:])
 	}
 	if err == io.EOF {
-		// The upstream answered in full before it took the whole body:
-		// the request's side of the stream ends without one.
-		err = nil
-		_ = cc.write(func(fr *http2.Framer) error { return fr.WriteRSTStream(cs.id, http2.ErrCodeNo) })
+		err = nil // the upstream answered in full before it took the whole body
 	}
 	if err != nil {
 		cs.stop()
@@ -776,12 +773,15 @@ func (cc *h2Conn) endStream(id uint32, code http2.ErrCode, err error) {
 
 // endLocked ends cs with err, which its body returns once what it holds
 // is read, and gives back its room; a code other than 0 resets the stream
-// upstream. Callers hold cc.mu.
+// upstream. So does a response that came whole (err io.EOF) while the
+// request's body is still going out, with NO_ERROR, which ends the
+// request's side of the stream (RFC 9113, 8.1). Callers hold cc.mu.
 func (cc *h2Conn) endLocked(cs *h2Stream, err error, code http2.ErrCode) {
 	if cs.err == nil {
 		cs.err = err
 	}
 	cs.cond.Broadcast()
+	reset := code != 0 || cs.sending && err == io.EOF
 	if cs.sending {
 		cc.sendCond.Broadcast()
 	}
@@ -789,10 +789,19 @@ func (cc *h2Conn) endLocked(cs *h2Stream, err error, code http2.ErrCode) {
 		return // not sent yet, or ended already
 	}
 	delete(cc.streams, cs.id)
-	cc.release()
-	if code != 0 {
-		go cc.write(func(fr *http2.Framer) error { return fr.WriteRSTStream(cs.id, code) })
+	if !reset {
+		cc.release()
+		return
 	}
+	// The upstream counts the stream against its MAX_CONCURRENT_STREAMS
+	// until the RST_STREAM comes, and refuses a stream past them: its room
+	// is given back once that is written.
+	go func() {
+		_ = cc.write(func(fr *http2.Framer) error { return fr.WriteRSTStream(cs.id, code) })
+		cc.mu.Lock()
+		cc.release()
+		cc.mu.Unlock()
+	}()
 }
 
 // checkAlive pings a connection that has been silent for h2PingAfter, and

@@ -280,6 +280,27 @@ func TestH2StreamsMaxConcurrentStreams(t *testing.T) {
 	}
 }
 
+// TestH2StreamsResetFreesRoomOnceSent: a stream closed by the client
+// counts against the upstream's MAX_CONCURRENT_STREAMS until its
+// RST_STREAM is written, so a stream opened right after it is not one past
+// the limit, which a Go server resets with PROTOCOL_ERROR.
+func TestH2StreamsResetFreesRoomOnceSent(t *testing.T) {
+	srv := startH2CServer(t, 2, holdStream)
+	p := newTestH2Streams(t)
+	held, err := getStream(t.Context(), p, srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Body.Close()
+	for i := range 200 {
+		resp, err := getStream(t.Context(), p, srv.URL, nil)
+		if err != nil {
+			t.Fatalf("stream %d after closing the one before: %v", i, err)
+		}
+		resp.Body.Close()
+	}
+}
+
 // TestH2StreamsRequestContext: a request whose context ends before the
 // response comes returns at once, and ends upstream; one whose context
 // ends during the body ends the body.
