@@ -72,10 +72,12 @@ func newUpstreamTransport() *upstreamTransport {
 	h1.MaxIdleConnsPerHost = 256
 	// The bodies are parsed here, not passed through: keep them plain.
 	h1.DisableCompression = true
-	// Through a proxy the connections idle for as long as the sessions
-	// do: check that the upstream is still there instead of trusting a
-	// silent one, as h2Streams does.
-	h1.HTTP2 = &http.HTTP2Config{SendPingTimeout: h2PingAfter, PingTimeout: h2PingTimeout}
+	// HTTP/2 through a proxy is what h2Streams speaks otherwise: its
+	// connections idle for as long as the sessions do, so check that the
+	// upstream is still there instead of trusting a silent one, and index
+	// no header, since the sessions that share a connection send their
+	// own (see newH2Conn).
+	h1.HTTP2 = &http.HTTP2Config{SendPingTimeout: h2PingAfter, PingTimeout: h2PingTimeout, MaxEncoderHeaderTableSize: 1}
 	t := &upstreamTransport{h1: h1, streams: newH2Streams(h1)}
 	t.closed, t.close = context.WithCancel(context.Background())
 	return t

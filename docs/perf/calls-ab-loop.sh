@@ -33,12 +33,13 @@ EOC
 	"$2" run --config "$tmp/$1.Caddyfile" > "$tmp/$1.log" 2>&1 &
 	pids+=($!)
 	eval "pid_$1=$!"
-	for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$3/" && return; sleep 0.1; done
+	for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$(($3 + 1))/config/" && return; sleep 0.1; done
 	echo "$1 did not start" >&2
 	exit 1
 }
-start before "$before" 18090 "mcp_sse { upstream http://$streamable/mcp }"
-start after "$after" 18092 "mcp_sse { upstream http://$streamable/mcp }"
+gateway=$'mcp_sse {\n\t\tupstream http://'"$streamable"$'/mcp\n\t}'
+start before "$before" 18090 "$gateway"
+start after "$after" 18092 "$gateway"
 start proxy "$before" 18094 "reverse_proxy $sse"
 
 for round in $(seq "$rounds"); do
