@@ -65,7 +65,8 @@ func (s *session) forwardLocked(msgs []message, header http.Header, cfg *setting
 		sent := make(chan struct{})
 		s.lastSent = sent
 		s.inFlight++
-		go s.relay(s.upstream, m, header.Clone(), prev, sent, cfg, v)
+		h := header.Clone()
+		s.store.relays.run(func() { s.relay(s.upstream, m, h, prev, sent, cfg, v) })
 	}
 	return nil
 }

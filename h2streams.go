@@ -117,8 +117,7 @@ func newH2Streams(base *http.Transport) *h2Streams {
 // the stream until it ends, req's context ends, or it is closed. A client
 // trace in req's context learns when the request has been written.
 func (p *h2Streams) RoundTrip(req *http.Request, body []byte) (*http.Response, error) {
-	fields, err := h2RequestFields(req, len(body))
-	if err != nil {
+	if err := checkRequestHeader(req.Header); err != nil {
 		return nil, err
 	}
 	var written func()
@@ -131,7 +130,7 @@ func (p *h2Streams) RoundTrip(req *http.Request, body []byte) (*http.Response, e
 		if err != nil {
 			return nil, err
 		}
-		resp, err := cc.roundTrip(req, fields, body, written)
+		resp, err := cc.roundTrip(req, body, written)
 		if errors.Is(err, errH2Unprocessed) && attempt < h2Attempts && req.Context().Err() == nil {
 			continue
 		}
@@ -427,15 +426,15 @@ func (cc *h2Conn) release() {
 	}
 }
 
-// roundTrip sends req, with the header fields and body given, on a
-// stream held by reserve, and waits for the response headers. written, if
+// roundTrip sends req with body, which stands for req.Body, on a stream
+// held by reserve, and waits for the response headers. written, if
 // not nil, runs once the whole request is written.
-func (cc *h2Conn) roundTrip(req *http.Request, fields []hpack.HeaderField, body []byte, written func()) (*http.Response, error) {
+func (cc *h2Conn) roundTrip(req *http.Request, body []byte, written func()) (*http.Response, error) {
 	cs := &h2Stream{cc: cc, window: h2StreamWindow}
 	cs.cond.L = &cc.mu
 	ctx := req.Context()
 	cs.stop = context.AfterFunc(ctx, func() { cs.abort(context.Cause(ctx)) })
-	sent, err := cc.open(cs, fields, body)
+	sent, err := cc.open(cs, req, body)
 	if err == nil && sent < len(body) {
 		err = cc.sendBody(cs, body[sent:])
 	}
@@ -476,7 +475,7 @@ func (cc *h2Conn) roundTrip(req *http.Request, fields []hpack.HeaderField, body 
 // upstream's windows take of body at once, ending the request's side of
 // the stream if that is all of it; it returns how much of body it sent.
 // IDs are taken under the write lock, so that they go out in order.
-func (cc *h2Conn) open(cs *h2Stream, fields []hpack.HeaderField, body []byte) (int, error) {
+func (cc *h2Conn) open(cs *h2Stream, req *http.Request, body []byte) (int, error) {
 	cc.wmu.Lock()
 	defer cc.wmu.Unlock()
 	cc.mu.Lock()
@@ -501,9 +500,7 @@ func (cc *h2Conn) open(cs *h2Stream, fields []hpack.HeaderField, body []byte) (i
 	cc.mu.Unlock()
 
 	cc.hbuf.Reset()
-	for _, f := range fields {
-		_ = cc.henc.WriteField(f)
-	}
+	writeRequestFields(cc.henc, req, len(body))
 	block := cc.hbuf.Bytes()
 	_ = cc.nc.SetWriteDeadline(time.Now().Add(h2WriteTimeout))
 	first := block[:min(len(block), maxFrame)]
@@ -959,43 +956,69 @@ func (cs *h2Stream) abort(err error) {
 	cc.endLocked(cs, err, http2.ErrCodeCancel)
 }
 
-// h2RequestFields returns the header fields of req, with a body of n
-// bytes, as HTTP/2 sends them, checked as net/http checks them.
-func h2RequestFields(req *http.Request, n int) ([]hpack.HeaderField, error) {
+// checkRequestHeader checks the header fields of a request as net/http
+// does before it sends them.
+func checkRequestHeader(h http.Header) error {
+	for name, values := range h {
+		if !httpguts.ValidHeaderFieldName(name) {
+			return fmt.Errorf("invalid header field name %q", name)
+		}
+		for _, v := range values {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return fmt.Errorf("invalid value for header field %q", name)
+			}
+		}
+	}
+	return nil
+}
+
+// writeRequestFields encodes the header fields of req, with a body of n
+// bytes, with enc as HTTP/2 sends them; checkRequestHeader checked them.
+// They go straight to the encoder: a list of them first was a tenth of
+// what the gateway allocated per relayed call.
+func writeRequestFields(enc *hpack.Encoder, req *http.Request, n int) {
 	host := req.Host
 	if host == "" {
 		host = req.URL.Host
 	}
-	fields := make([]hpack.HeaderField, 0, 4+len(req.Header))
-	fields = append(fields,
-		hpack.HeaderField{Name: ":authority", Value: host},
-		hpack.HeaderField{Name: ":method", Value: req.Method},
-		hpack.HeaderField{Name: ":path", Value: req.URL.RequestURI()},
-		hpack.HeaderField{Name: ":scheme", Value: req.URL.Scheme},
-	)
+	_ = enc.WriteField(hpack.HeaderField{Name: ":authority", Value: host})
+	_ = enc.WriteField(hpack.HeaderField{Name: ":method", Value: req.Method})
+	_ = enc.WriteField(hpack.HeaderField{Name: ":path", Value: req.URL.RequestURI()})
+	_ = enc.WriteField(hpack.HeaderField{Name: ":scheme", Value: req.URL.Scheme})
 	for name, values := range req.Header {
-		if !httpguts.ValidHeaderFieldName(name) {
-			return nil, fmt.Errorf("invalid header field name %q", name)
+		lower, ok := lowerFieldNames[name]
+		if !ok {
+			lower = strings.ToLower(name)
 		}
-		lower := strings.ToLower(name)
 		switch lower {
 		case "host", "connection", "proxy-connection", "transfer-encoding", "upgrade", "keep-alive", "content-length":
 			continue // HTTP/2 has none of these, or says them otherwise
 		}
 		for _, v := range values {
-			if !httpguts.ValidHeaderFieldValue(v) {
-				return nil, fmt.Errorf("invalid value for header field %q", name)
-			}
 			if lower == "te" && v != "trailers" {
 				continue
 			}
-			fields = append(fields, hpack.HeaderField{Name: lower, Value: v})
+			_ = enc.WriteField(hpack.HeaderField{Name: lower, Value: v})
 		}
 	}
 	switch {
 	case n > 0, req.Method == http.MethodPost, req.Method == http.MethodPut, req.Method == http.MethodPatch:
 		// As net/http: a method that has a body says its length, even 0.
-		fields = append(fields, hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(n)})
+		_ = enc.WriteField(hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(n)})
 	}
-	return fields, nil
 }
+
+// lowerFieldNames holds the HTTP/2 names of the header fields the gateway
+// sends upstream most, so that writing them allocates no lower-case copy.
+var lowerFieldNames = func() map[string]string {
+	m := make(map[string]string)
+	for _, name := range []string{
+		"Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Content-Type", "Cookie",
+		"Last-Event-Id", "Origin", "Traceparent", "Tracestate", "User-Agent",
+		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
+		headerSessionID, headerProtocolVersion,
+	} {
+		m[name] = strings.ToLower(name)
+	}
+	return m
+}()

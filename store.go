@@ -68,6 +68,8 @@ type sessionStore struct {
 	// deletes bounds the upstream DELETEs in flight, so that ending many
 	// sessions at once does not open a connection for each.
 	deletes chan struct{}
+	// relays runs the relays of the store's messages (see forward).
+	relays *workers
 
 	// current are the settings of the handler in the newest running
 	// config, or of the one that made the store until a config runs.
@@ -90,6 +92,7 @@ func newSessionStore(name string, u *url.URL, prefix string, cfg *settings, shar
 		upstream:    newUpstreamClient(u),
 		prefix:      prefix,
 		deletes:     make(chan struct{}, maxConcurrentDeletes),
+		relays:      newWorkers(),
 		sessions:    make(map[string]*session),
 		byIdentity:  make(map[string]map[string]*session),
 		initialized: make(map[string][]byte),
@@ -333,5 +336,6 @@ func (s *sessionStore) Destruct() error {
 		s.node.stop()
 	}
 	s.upstream.close()
+	s.relays.stop()
 	return nil
 }
