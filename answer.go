@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"time"
 
@@ -35,8 +34,8 @@ func (s *session) relayAnswer(ctx context.Context, resp *http.Response, m messag
 		to.id = m.id
 		to.pending = m.pended
 	}
-	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	switch mediaType {
+	mt, _ := mediaType(resp.Header.Get("Content-Type"))
+	switch mt {
 	case "text/event-stream":
 		return s.relayAnswerEvents(ctx, resp.Body, to, cfg)
 	case "application/json":
@@ -65,10 +64,10 @@ func (s *session) relayAnswer(ctx context.Context, resp *http.Response, m messag
 		// 202 without a body as the specification has it.
 		return nil
 	}
-	if mediaType == "" {
+	if mt == "" {
 		return fmt.Errorf("%w: %s without a body", errNotMCP, resp.Status)
 	}
-	return fmt.Errorf("%w: %s with %q", errNotMCP, resp.Status, mediaType)
+	return fmt.Errorf("%w: %s with %q", errNotMCP, resp.Status, mt)
 }
 
 // readJSONAnswer reads an upstream answer of type application/json, up to

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -173,7 +175,8 @@ func BenchmarkParseMessages(b *testing.B) {
 }
 
 // BenchmarkSSEReader reads an upstream's answer to a POST: one message
-// event, with a new reader each time, as relayAnswerEvents makes one per answer.
+// event, with a new reader each time, as relayAnswerEvents makes one per
+// answer and releases it after.
 func BenchmarkSSEReader(b *testing.B) {
 	for _, tc := range benchMessages {
 		b.Run(tc.name, func(b *testing.B) {
@@ -190,7 +193,9 @@ func BenchmarkSSEReader(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				r.Reset(body)
-				_, _ = newSSEReader(r, maxUpstreamMessage).next()
+				events := newSSEReader(r, maxUpstreamMessage)
+				_, _ = events.next()
+				events.release()
 			}
 		})
 	}
@@ -331,5 +336,71 @@ func BenchmarkSessionStoreGetParallel(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// benchUpstream answers as a Streamable HTTP server does: initialize with
+// a session ID, notifications with 202, requests with benchSmallResult
+// (id 7) on an event stream. The GET stream is not offered.
+func benchUpstream(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		return
+	}
+	body, _ := io.ReadAll(r.Body)
+	switch {
+	case bytes.Contains(body, []byte(`"method":"initialize"`)):
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set(headerSessionID, "upstream-1")
+		_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"bench","version":"1"}}}`)
+	case !bytes.Contains(body, []byte(`"id"`)):
+		w.WriteHeader(http.StatusAccepted)
+	default:
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = w.Write(benchUpstreamEvent(benchSmallResult))
+	}
+}
+
+// BenchmarkExchange relays a tools/call through an initialized session
+// to an h2c upstream in the same process and takes its answer from the
+// session's queue: the gateway's upstream side of a call, the upstream's
+// own work (a Go HTTP/2 server) included in the figures.
+func BenchmarkExchange(b *testing.B) {
+	up := startH2CServer(b, 0, benchUpstream)
+	u, _ := url.Parse(up.URL + "/mcp")
+	cfg := &settings{policy: policy{
+		queueSize: 16, upstreamTimeout: 10 * time.Second, upstreamProtocol: upstreamProtocolSession,
+	}, logger: zap.NewNop()}
+	store := newSessionStore("", u, "", cfg, nil)
+	sess := store.newSession(benchSessionID, "", "", "")
+	b.Cleanup(func() {
+		sess.ctx.end()
+		store.upstream.close()
+	})
+	call := func(raw string) []byte {
+		msgs, err := parseMessages([]byte(raw))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := sess.forward(msgs, http.Header{"User-Agent": {"bench"}}, cfg, nil); err != nil {
+			b.Fatal(err)
+		}
+		if msgs[0].kind == kindNotification {
+			<-sess.written()
+			return nil
+		}
+		<-sess.events.ready
+		ev, _ := sess.events.pop()
+		return ev.data
+	}
+	call(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}`)
+	call(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	const request = `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"get_weather","arguments":{"city":"Paris"}}}`
+	if got := call(request); string(got) != benchSmallResult {
+		b.Fatalf("answer %q, want %q", got, benchSmallResult)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		call(request)
 	}
 }

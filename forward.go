@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"sync"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 )
@@ -93,7 +93,7 @@ func (s *session) written() <-chan struct{} {
 // the client never waits forever, unless the POST that brought it answers
 // the upstream's refusal of the client's credential itself.
 func (s *session) relay(ctx context.Context, m message, header http.Header, prev <-chan struct{}, sent chan struct{}, cfg *settings, v *verdict) {
-	release := sync.OnceFunc(func() { close(sent) })
+	release := (&closeOnce{c: sent}).close
 	defer release()
 	defer v.give(nil)
 	defer func() {
@@ -142,6 +142,20 @@ func (s *session) relay(ctx context.Context, m message, header http.Header, prev
 		zap.Error(err))
 	if m.kind == kindRequest && !m.quiet {
 		_ = s.deliver(ctx, errorResponse(m.id, codeInternalError, public))
+	}
+}
+
+// closeOnce closes c the first time close is called, from whichever
+// goroutine: a message's sent channel closes once the message is on its
+// way, or once its relay ends.
+type closeOnce struct {
+	c    chan struct{}
+	done atomic.Bool
+}
+
+func (o *closeOnce) close() {
+	if o.done.CompareAndSwap(false, true) {
+		close(o.c)
 	}
 }
 

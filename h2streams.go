@@ -120,17 +120,21 @@ func (p *h2Streams) RoundTrip(req *http.Request, body []byte) (*http.Response, e
 	if err := checkRequestHeader(req.Header); err != nil {
 		return nil, err
 	}
-	var written func()
-	if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.WroteRequest != nil {
-		// Once: a request sent again has been written before.
-		written = sync.OnceFunc(func() { trace.WroteRequest(httptrace.WroteRequestInfo{}) })
-	}
+	trace := httptrace.ContextClientTrace(req.Context())
 	for attempt := 1; ; attempt++ {
 		cc, err := p.conn(req.Context(), req.URL)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := cc.roundTrip(req, body, written)
+		cs, err := cc.send(req, body)
+		if err == nil && trace != nil && trace.WroteRequest != nil {
+			trace.WroteRequest(httptrace.WroteRequestInfo{})
+			trace = nil // a request sent again has been written before
+		}
+		var resp *http.Response
+		if err == nil {
+			resp, err = cc.response(cs, req)
+		}
 		if errors.Is(err, errH2Unprocessed) && attempt < h2Attempts && req.Context().Err() == nil {
 			continue
 		}
@@ -426,10 +430,9 @@ func (cc *h2Conn) release() {
 	}
 }
 
-// roundTrip sends req with body, which stands for req.Body, on a stream
-// held by reserve, and waits for the response headers. written, if
-// not nil, runs once the whole request is written.
-func (cc *h2Conn) roundTrip(req *http.Request, body []byte, written func()) (*http.Response, error) {
+// send sends req with body, which stands for req.Body, on a stream held
+// by reserve, and returns the stream once the whole request is written.
+func (cc *h2Conn) send(req *http.Request, body []byte) (*h2Stream, error) {
 	cs := &h2Stream{cc: cc, window: h2StreamWindow}
 	cs.cond.L = &cc.mu
 	ctx := req.Context()
@@ -445,9 +448,11 @@ func (cc *h2Conn) roundTrip(req *http.Request, body []byte, written func()) (*ht
 		cs.stop()
 		return nil, err
 	}
-	if written != nil {
-		written()
-	}
+	return cs, nil
+}
+
+// response waits for the response headers of req, sent on cs.
+func (cc *h2Conn) response(cs *h2Stream, req *http.Request) (*http.Response, error) {
 	cc.mu.Lock()
 	for cs.status == 0 && cs.err == nil {
 		cs.cond.Wait()

@@ -25,12 +25,12 @@ type h2cServer struct {
 	conns atomic.Int32
 }
 
-func startH2CServer(t *testing.T, maxStreams uint32, h http.HandlerFunc) *h2cServer {
+func startH2CServer(t testing.TB, maxStreams uint32, h http.HandlerFunc) *h2cServer {
 	return startH2CServerWith(t, &http.HTTP2Config{MaxConcurrentStreams: int(maxStreams)}, h)
 }
 
 // startH2CServerWith starts an h2c server with the HTTP/2 settings cfg.
-func startH2CServerWith(t *testing.T, cfg *http.HTTP2Config, h http.HandlerFunc) *h2cServer {
+func startH2CServerWith(t testing.TB, cfg *http.HTTP2Config, h http.HandlerFunc) *h2cServer {
 	t.Helper()
 	s := &h2cServer{Server: httptest.NewUnstartedServer(h)}
 	s.Config.Protocols = new(http.Protocols)

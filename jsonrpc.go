@@ -86,15 +86,15 @@ const jsonSpace = " \t\r\n"
 // parseMessages parses a POST body: one JSON-RPC message, or a batch of
 // them as a JSON array. Malformed JSON is a parse error; JSON that is not a
 // JSON-RPC message or batch is an invalid request.
+//
+// The JSON is checked as it is decoded, and once more only if that fails:
+// json.Unmarshal checks a whole value before decoding any of it.
 func parseMessages(body []byte) ([]message, error) {
 	body = bytes.Trim(body, jsonSpace)
-	if !json.Valid(body) {
-		return nil, &rpcError{codeParseError, "parse error: body is not valid JSON"}
-	}
 	if len(body) > 0 && body[0] == '[' {
 		var batch []json.RawMessage
 		if err := json.Unmarshal(body, &batch); err != nil {
-			return nil, &rpcError{codeInvalidRequest, "invalid request: " + err.Error()}
+			return nil, invalidMessage(body, "invalid request: "+err.Error())
 		}
 		if len(batch) == 0 {
 			return nil, &rpcError{codeInvalidRequest, "invalid request: empty batch"}
@@ -111,12 +111,22 @@ func parseMessages(body []byte) ([]message, error) {
 	}
 	m, err := parseMessage(body)
 	if err != nil {
-		return nil, &rpcError{codeInvalidRequest, "invalid request: " + err.Error()}
+		return nil, invalidMessage(body, "invalid request: "+err.Error())
 	}
 	return []message{m}, nil
 }
 
-// parseMessage classifies one valid JSON value as a JSON-RPC message.
+// invalidMessage is the error for a body that parses as no message or
+// batch: a parse error if it is not JSON, else an invalid request with msg.
+func invalidMessage(body []byte, msg string) *rpcError {
+	if !json.Valid(body) {
+		return &rpcError{codeParseError, "parse error: body is not valid JSON"}
+	}
+	return &rpcError{codeInvalidRequest, msg}
+}
+
+// parseMessage classifies one JSON value as a JSON-RPC message; JSON that
+// is not valid fails as json.Unmarshal fails on it.
 func parseMessage(raw []byte) (message, error) {
 	raw = bytes.Trim(raw, jsonSpace)
 	if len(raw) == 0 || raw[0] != '{' {
@@ -129,21 +139,22 @@ func parseMessage(raw []byte) (message, error) {
 	if env.JSONRPC != "2.0" {
 		return message{}, errors.New(`"jsonrpc" must be "2.0"`)
 	}
-	m := message{raw: raw}
+	// The id is a copy already; in compact JSON it is compact too.
+	m, id := message{raw: raw}, env.ID
 	if !isCompact(raw) {
 		var compact bytes.Buffer
 		compact.Grow(len(raw))
 		if err := json.Compact(&compact, raw); err != nil {
 			return message{}, err
 		}
-		m.raw = compact.Bytes()
+		m.raw, id = compact.Bytes(), compactJSON(env.ID)
 	}
 	hasID := len(env.ID) > 0 && !bytes.Equal(env.ID, []byte("null"))
 	if hasID {
 		if !validID(env.ID) {
 			return message{}, errors.New(`"id" must be a string or a number`)
 		}
-		m.id = compactJSON(env.ID)
+		m.id = id
 	}
 	switch {
 	case env.Method != nil:
@@ -165,8 +176,7 @@ func parseMessage(raw []byte) (message, error) {
 		if len(env.ID) == 0 {
 			return message{}, errors.New(`a response needs an "id"`)
 		}
-		m.id = compactJSON(env.ID)
-		m.kind = kindResponse
+		m.id, m.kind = id, kindResponse
 	default:
 		return message{}, errors.New(`neither "method" nor "result" nor "error"`)
 	}

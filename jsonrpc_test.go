@@ -32,6 +32,10 @@ func TestParseMessages(t *testing.T) {
 		{"result and error", `{"jsonrpc":"2.0","id":1,"result":1,"error":{}}`, nil, codeInvalidRequest},
 		{"response without id", `{"jsonrpc":"2.0","result":1}`, nil, codeInvalidRequest},
 		{"method not string", `{"jsonrpc":"2.0","method":5}`, nil, codeInvalidRequest},
+		{"malformed batch", `[{"jsonrpc":"2.0","method":"a"}`, nil, codeParseError},
+		{"malformed string", `"abc`, nil, codeParseError},
+		{"trailing bytes", `{"jsonrpc":"2.0","method":"a"} x`, nil, codeParseError},
+		{"two values", `{"jsonrpc":"2.0","method":"a"}{"jsonrpc":"2.0","method":"b"}`, nil, codeParseError},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -55,6 +59,32 @@ func TestParseMessages(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestParsedIDs checks the id and JSON each message keeps: compact, as
+// the upstream and the client get them, whatever space the body had.
+func TestParsedIDs(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		body, raw, id string
+	}{
+		{`{"jsonrpc":"2.0","id":7,"method":"a"}`, `{"jsonrpc":"2.0","id":7,"method":"a"}`, `7`},
+		{`{ "jsonrpc": "2.0", "id": "x y", "method": "a" }`, `{"jsonrpc":"2.0","id":"x y","method":"a"}`, `"x y"`},
+		{"{\n\t\"jsonrpc\":\"2.0\",\"id\" : 1.5e3,\"result\":{}}", `{"jsonrpc":"2.0","id":1.5e3,"result":{}}`, `1.5e3`},
+		{`{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"m"}}`, `{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"m"}}`, `null`},
+		{`{"jsonrpc":"2.0","id":null,"method":"a"}`, `{"jsonrpc":"2.0","id":null,"method":"a"}`, ``},
+		{`{"jsonrpc":"2.0","method":"a"}`, `{"jsonrpc":"2.0","method":"a"}`, ``},
+	}
+	for _, tc := range tests {
+		msgs, err := parseMessages([]byte(tc.body))
+		if err != nil {
+			t.Errorf("%s: %v", tc.body, err)
+			continue
+		}
+		if m := msgs[0]; string(m.raw) != tc.raw || string(m.id) != tc.id {
+			t.Errorf("%s: raw %s, id %q; want %s, %q", tc.body, m.raw, m.id, tc.raw, tc.id)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -101,10 +102,33 @@ func newSSEReader(r io.Reader, maxSize int) *sseReader {
 	return &sseReader{r: r, maxSize: maxSize, retry: -1}
 }
 
+// sseBufferSize is the size a reader's buffer starts at.
+const sseBufferSize = 512
+
+// sseBuffers holds the buffers of readers that are done (see release), for
+// the next: every answer to a request is read by a reader of its own.
+var sseBuffers = sync.Pool{New: func() any { return new([sseBufferSize]byte) }}
+
+// release gives s's buffer back for other readers to take, once s is
+// done: nothing it returned points into the buffer, but s must not be
+// read again.
+func (s *sseReader) release() {
+	putSSEBuffer(s.buf)
+	s.buf, s.start, s.scanned = nil, 0, 0
+}
+
+// putSSEBuffer puts buf in the pool if it has the size the pool's have.
+func putSSEBuffer(buf []byte) {
+	if cap(buf) == sseBufferSize {
+		sseBuffers.Put((*[sseBufferSize]byte)(buf[:sseBufferSize]))
+	}
+}
+
 // resumeWith goes on reading from r, the body of the request that resumed
 // the stream, keeping the last event ID and reconnection time; an event
 // the previous body cut off is dropped.
 func (s *sseReader) resumeWith(r io.Reader) {
+	s.release()
 	*s = sseReader{lastID: s.lastID, retry: s.retry, r: r, maxSize: s.maxSize}
 }
 
@@ -216,15 +240,19 @@ func (s *sseReader) bufferedLine() (line []byte, ok bool, err error) {
 
 // fill moves the unread bytes to the front of the buffer, growing it when
 // they take more than half of it (and dropping a large buffer once a large
-// line is done), and reads more. The buffer starts small: a session's
-// upstream GET stream holds its reader for the session's life, mostly idle.
+// line is done), and reads more. The buffer starts small, and from the
+// pool: a session's upstream GET stream holds its reader for the
+// session's life, mostly idle.
 func (s *sseReader) fill() error {
-	const initial, large = 512, 64 << 10
+	const large = 64 << 10
 	unread := s.buf[s.start:]
 	switch {
-	case len(unread) > cap(s.buf)/2 || cap(s.buf) < initial || (cap(s.buf) > large && len(unread) < initial):
-		buf := make([]byte, len(unread), max(2*len(unread), initial))
+	case s.buf == nil:
+		s.buf = sseBuffers.Get().(*[sseBufferSize]byte)[:0]
+	case len(unread) > cap(s.buf)/2 || (cap(s.buf) > large && len(unread) < sseBufferSize):
+		buf := make([]byte, len(unread), max(2*len(unread), sseBufferSize))
 		copy(buf, unread)
+		putSSEBuffer(s.buf)
 		s.buf = buf
 	default:
 		s.buf = s.buf[:copy(s.buf, unread)]

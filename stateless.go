@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"mime"
 	"net/http"
 	"slices"
 	"strings"
@@ -198,8 +197,8 @@ func (s *session) readStatelessAnswer(ctx context.Context, resp *http.Response, 
 		}
 		return nil
 	}
-	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	switch mediaType {
+	mt, _ := mediaType(resp.Header.Get("Content-Type"))
+	switch mt {
 	case "application/json":
 		body, err := readJSONAnswer(resp.Body)
 		if err != nil {
@@ -210,6 +209,7 @@ func (s *session) readStatelessAnswer(ctx context.Context, resp *http.Response, 
 		}
 	case "text/event-stream":
 		events := newSSEReader(resp.Body, maxUpstreamMessage)
+		defer events.release()
 		for answer == nil {
 			ev, err := events.next()
 			if err != nil {
@@ -223,7 +223,7 @@ func (s *session) readStatelessAnswer(ctx context.Context, resp *http.Response, 
 			}
 		}
 	default:
-		return statelessAnswer{}, fmt.Errorf("%w: %s with %q", errNotMCP, resp.Status, mediaType)
+		return statelessAnswer{}, fmt.Errorf("%w: %s with %q", errNotMCP, resp.Status, mt)
 	}
 	if answer == nil {
 		return statelessAnswer{}, errNoResponse

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -122,6 +123,17 @@ var droppedHeaders = []string{
 	"Origin", "Sec-Fetch-Site", "Sec-Fetch-Mode", "Sec-Fetch-Dest", "Sec-Fetch-User",
 }
 
+// mediaType returns the media type of the Content-Type value ct, as
+// mime.ParseMediaType does, without the map of parameters that makes for
+// the bare types peers send most.
+func mediaType(ct string) (string, error) {
+	if ct == "application/json" || ct == "text/event-stream" {
+		return ct, nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	return mt, err
+}
+
 // forwardedHeader returns the headers of a client request as they go
 // upstream, the way reverse_proxy sends them: hop-by-hop headers removed,
 // X-Forwarded-For, -Proto and -Host set, and the prior values of these
@@ -136,7 +148,7 @@ func forwardedHeader(r *http.Request) http.Header {
 		}
 	}
 	for _, name := range droppedHeaders {
-		h.Del(name)
+		delete(h, name) // in canonical form already
 	}
 
 	trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"time"
 
@@ -33,6 +32,7 @@ const (
 // notification, the stream ends).
 func (s *session) relayAnswerEvents(ctx context.Context, body io.Reader, to answerTo, cfg *settings) error {
 	events := newSSEReader(body, maxUpstreamMessage)
+	defer events.release()
 	var resumed io.Closer
 	defer func() {
 		if resumed != nil {
@@ -90,9 +90,9 @@ func (s *session) resumeStream(ctx context.Context, lastID string, headerTimeout
 		resp.Body.Close()
 		return nil, err
 	}
-	if mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mediaType != "text/event-stream" {
+	if mt, _ := mediaType(resp.Header.Get("Content-Type")); mt != "text/event-stream" {
 		resp.Body.Close()
-		return nil, fmt.Errorf("%w: %s with %q resuming a stream", errNotMCP, resp.Status, mediaType)
+		return nil, fmt.Errorf("%w: %s with %q resuming a stream", errNotMCP, resp.Status, mt)
 	}
 	return resp.Body, nil
 }

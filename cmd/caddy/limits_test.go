@@ -19,7 +19,18 @@ import (
 // status and body of the answer.
 func post(t *testing.T, path, contentType, body string, header http.Header) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, gatewayURL+path, strings.NewReader(body))
+	return postBody(t, path, contentType, strings.NewReader(body), header)
+}
+
+// postChunked is post with a body of no declared length, sent chunked.
+func postChunked(t *testing.T, path, contentType, body string) (int, string) {
+	t.Helper()
+	return postBody(t, path, contentType, io.MultiReader(strings.NewReader(body)), nil)
+}
+
+func postBody(t *testing.T, path, contentType string, body io.Reader, header http.Header) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, gatewayURL+path, body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,18 +63,24 @@ func TestBadMessagesAreRefusedAndSessionStaysUsable(t *testing.T) {
 	tests := []struct {
 		name, contentType, body string
 		status, rpcCode         int
+		chunked                 bool
 	}{
-		{"form content type", "application/x-www-form-urlencoded", `{"jsonrpc":"2.0","method":"a"}`, 415, 0},
-		{"text content type", "text/plain", `{"jsonrpc":"2.0","method":"a"}`, 415, 0},
-		{"malformed JSON", "application/json", `{"jsonrpc"`, 400, codeParseError},
-		{"a number", "application/json", `42`, 400, codeInvalidRequest},
-		{"empty object", "application/json", `{}`, 400, codeInvalidRequest},
-		{"wrong jsonrpc", "application/json", `{"jsonrpc":"1.0","id":1,"method":"ping"}`, 400, codeInvalidRequest},
-		{"over max_message_size", "application/json", `{"jsonrpc":"2.0","method":"x","params":{"pad":"` + strings.Repeat("x", 2048) + `"}}`, 413, 0},
+		{"form content type", "application/x-www-form-urlencoded", `{"jsonrpc":"2.0","method":"a"}`, 415, 0, false},
+		{"text content type", "text/plain", `{"jsonrpc":"2.0","method":"a"}`, 415, 0, false},
+		{"malformed JSON", "application/json", `{"jsonrpc"`, 400, codeParseError, false},
+		{"a number", "application/json", `42`, 400, codeInvalidRequest, false},
+		{"empty object", "application/json", `{}`, 400, codeInvalidRequest, false},
+		{"wrong jsonrpc", "application/json", `{"jsonrpc":"1.0","id":1,"method":"ping"}`, 400, codeInvalidRequest, false},
+		{"over max_message_size", "application/json", `{"jsonrpc":"2.0","method":"x","params":{"pad":"` + strings.Repeat("x", 2048) + `"}}`, 413, 0, false},
+		{"over max_message_size, chunked", "application/json", `{"jsonrpc":"2.0","method":"x","params":{"pad":"` + strings.Repeat("x", 2048) + `"}}`, 413, 0, true},
+		{"malformed JSON, chunked", "application/json", `{"jsonrpc"`, 400, codeParseError, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			status, body := post(t, stream.endpoint, tc.contentType, tc.body, nil)
+			if tc.chunked {
+				status, body = postChunked(t, stream.endpoint, tc.contentType, tc.body)
+			}
 			if status != tc.status {
 				t.Fatalf("status %d, want %d (body %q)", status, tc.status, body)
 			}
@@ -85,6 +102,11 @@ func TestBadMessagesAreRefusedAndSessionStaysUsable(t *testing.T) {
 	ev, err := stream.nextMessage()
 	if status != http.StatusAccepted || err != nil || !strings.Contains(string(ev.data), "still here") {
 		t.Errorf("after refused messages: %d, %q, %v; want the session to work", status, ev.data, err)
+	}
+	status, _ = postChunked(t, stream.endpoint, "application/json", `{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"echo","arguments":{"text":"chunked"}}}`)
+	ev, err = stream.nextMessage()
+	if status != http.StatusAccepted || err != nil || !strings.Contains(string(ev.data), `"chunked"`) {
+		t.Errorf("a chunked message: %d, %q, %v; want its answer", status, ev.data, err)
 	}
 }
 
