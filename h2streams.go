@@ -390,18 +390,25 @@ func newH2Conn(p *h2Streams, nc net.Conn, u *url.URL) *h2Conn {
 	return cc
 }
 
-// write runs f, which writes frames, under the write lock and a deadline,
-// and sends them; a write that fails closes the connection.
+// write runs f, which writes frames, under the write lock, as writeLocked
+// does.
 func (cc *h2Conn) write(f func(fr *http2.Framer) error) error {
 	cc.wmu.Lock()
 	defer cc.wmu.Unlock()
+	return cc.writeLocked(f)
+}
+
+// writeLocked runs f, which writes frames, under a deadline, and sends
+// them; a write that fails closes the connection. Callers hold cc.wmu.
+func (cc *h2Conn) writeLocked(f func(fr *http2.Framer) error) error {
 	_ = cc.nc.SetWriteDeadline(time.Now().Add(h2WriteTimeout))
 	err := f(cc.fr)
 	if err == nil {
 		err = cc.bw.Flush()
 	}
 	if err != nil {
-		cc.close(fmt.Errorf("%w: writing: %v", errH2Closed, err))
+		err = fmt.Errorf("%w: writing: %v", errH2Closed, err)
+		cc.close(err)
 	}
 	return err
 }
@@ -507,24 +514,21 @@ func (cc *h2Conn) open(cs *h2Stream, req *http.Request, body []byte) (int, error
 	cc.hbuf.Reset()
 	writeRequestFields(cc.henc, req, len(body))
 	block := cc.hbuf.Bytes()
-	_ = cc.nc.SetWriteDeadline(time.Now().Add(h2WriteTimeout))
-	first := block[:min(len(block), maxFrame)]
-	block = block[len(first):]
-	err := cc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: cs.id, BlockFragment: first, EndStream: len(body) == 0, EndHeaders: len(block) == 0})
-	for err == nil && len(block) > 0 {
-		chunk := block[:min(len(block), maxFrame)]
-		block = block[len(chunk):]
-		err = cc.fr.WriteContinuation(cs.id, len(block) == 0, chunk)
-	}
-	if err == nil && sent > 0 {
-		err = cc.fr.WriteData(cs.id, sent == len(body), body[:sent])
-	}
-	if err == nil {
-		err = cc.bw.Flush()
-	}
+	err := cc.writeLocked(func(fr *http2.Framer) error {
+		first := block[:min(len(block), maxFrame)]
+		block = block[len(first):]
+		err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: cs.id, BlockFragment: first, EndStream: len(body) == 0, EndHeaders: len(block) == 0})
+		for err == nil && len(block) > 0 {
+			chunk := block[:min(len(block), maxFrame)]
+			block = block[len(chunk):]
+			err = fr.WriteContinuation(cs.id, len(block) == 0, chunk)
+		}
+		if err == nil && sent > 0 {
+			err = fr.WriteData(cs.id, sent == len(body), body[:sent])
+		}
+		return err
+	})
 	if err != nil {
-		err = fmt.Errorf("%w: writing: %v", errH2Closed, err)
-		cc.close(err) // as write does
 		return 0, err
 	}
 	return sent, nil
