@@ -131,6 +131,9 @@ func (s *session) relayEvents(ctx context.Context, events *sseReader, to *answer
 			if err = events.fill(); err == nil {
 				continue
 			}
+			if err == errWouldWait {
+				return err // the GET stream's relay parks (see relayListenBody)
+			}
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) && to.id == nil {

@@ -728,7 +728,7 @@ func (cc *h2Conn) data(f *http2.DataFrame) error {
 	if f.StreamEnded() {
 		cc.endLocked(cs, io.EOF, 0)
 	}
-	cs.cond.Broadcast()
+	cs.wakeLocked()
 	return nil
 }
 
@@ -786,7 +786,7 @@ func (cc *h2Conn) endLocked(cs *h2Stream, err error, code http2.ErrCode) {
 	if cs.err == nil {
 		cs.err = err
 	}
-	cs.cond.Broadcast()
+	cs.wakeLocked()
 	reset := code != 0 || cs.sending && err == io.EOF
 	if cs.sending {
 		cc.sendCond.Broadcast()
@@ -894,7 +894,9 @@ type h2Stream struct {
 	stop func() bool // stops watching the request's context
 
 	// Under cc.mu:
-	cond   sync.Cond // signalled as the response, data or the end comes
+	cond sync.Cond // signalled as the response, data or the end comes
+	// ready, set by park, is called once data or the end comes.
+	ready  func()
 	status int
 	header http.Header // until the response is made
 	buf    []byte      // received and not yet read
@@ -914,11 +916,42 @@ type h2Stream struct {
 
 // Read reads the stream's data, waiting for it.
 func (cs *h2Stream) Read(p []byte) (int, error) {
-	cc := cs.cc
-	cc.mu.Lock()
+	cs.cc.mu.Lock()
 	for len(cs.buf) == 0 && cs.err == nil {
 		cs.cond.Wait()
 	}
+	return cs.readLocked(p)
+}
+
+// tryRead reads the stream's data as Read does, but returns errWouldWait
+// at once where Read would wait.
+func (cs *h2Stream) tryRead(p []byte) (int, error) {
+	cs.cc.mu.Lock()
+	if len(cs.buf) == 0 && cs.err == nil {
+		cs.cc.mu.Unlock()
+		return 0, errWouldWait
+	}
+	return cs.readLocked(p)
+}
+
+// park has ready called, once, as soon as the stream has data or ends,
+// and reports true; if it has either already, it reports false and calls
+// nothing. ready runs on the connection's reading goroutine, under its
+// lock, so it must only hand the read on (to a worker, say), never block.
+func (cs *h2Stream) park(ready func()) bool {
+	cs.cc.mu.Lock()
+	defer cs.cc.mu.Unlock()
+	if len(cs.buf) > 0 || cs.err != nil {
+		return false
+	}
+	cs.ready = ready
+	return true
+}
+
+// readLocked reads what the stream holds into p, giving the upstream its
+// window back as it is read, and unlocks cc.mu, which the caller holds.
+func (cs *h2Stream) readLocked(p []byte) (int, error) {
+	cc := cs.cc
 	if cs.closed {
 		cc.mu.Unlock()
 		return 0, errH2BodyClosed
@@ -943,6 +976,17 @@ func (cs *h2Stream) Read(p []byte) (int, error) {
 		_ = cc.write(func(fr *http2.Framer) error { return fr.WriteWindowUpdate(cs.id, uint32(give)) })
 	}
 	return n, nil
+}
+
+// wakeLocked tells the stream's reader that its response, data or end
+// came: the one waiting in Read or response, or the one parked (see
+// park). Callers hold cc.mu.
+func (cs *h2Stream) wakeLocked() {
+	cs.cond.Broadcast()
+	if ready := cs.ready; ready != nil {
+		cs.ready = nil
+		ready()
+	}
 }
 
 // Close ends the stream, resetting it upstream if it still runs.

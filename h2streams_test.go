@@ -342,6 +342,105 @@ func TestH2StreamsRequestContext(t *testing.T) {
 	<-ended
 }
 
+// TestH2StreamsPark: a stream read without waiting says when it has
+// nothing yet, and a parked stream calls back once, when its data comes,
+// when it ends, and when its request's context ends; one that holds data
+// already does not park.
+func TestH2StreamsPark(t *testing.T) {
+	send := make(chan string)
+	srv := startH2CServer(t, 0, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		for {
+			select {
+			case chunk, ok := <-send:
+				if !ok {
+					return // the stream ends
+				}
+				io.WriteString(w, chunk)
+				w.(http.Flusher).Flush()
+			case <-r.Context().Done():
+				return
+			}
+		}
+	})
+	p := newTestH2Streams(t)
+	ctx, cancel := context.WithCancelCause(t.Context())
+	defer cancel(nil)
+	resp, err := getStream(ctx, p, srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, ok := parkable(resp.Body)
+	if !ok {
+		t.Fatalf("a body of h2Streams (%T) cannot park", resp.Body)
+	}
+	buf := make([]byte, 64)
+	ready := make(chan struct{}, 2)
+	park := func() {
+		t.Helper()
+		if n, err := body.tryRead(buf); n != 0 || err != errWouldWait {
+			t.Fatalf("tryRead of an idle stream = %d, %v; want 0, errWouldWait", n, err)
+		}
+		if !body.park(func() { ready <- struct{}{} }) {
+			t.Fatal("an idle stream did not park")
+		}
+	}
+	readNow := func() (string, error) {
+		n, err := body.tryRead(buf)
+		return string(buf[:n]), err
+	}
+
+	park()
+	send <- "data: one\n\n"
+	<-ready
+	if got, err := readNow(); got != "data: one\n\n" || err != nil {
+		t.Errorf("tryRead once woken = %q, %v", got, err)
+	}
+	park()
+	send <- "two"
+	<-ready
+	send <- "three" // comes while no one is parked: park must refuse
+	for got := ""; got != "twothree"; {
+		if !body.park(func() { ready <- struct{}{} }) {
+			chunk, err := readNow()
+			if err != nil {
+				t.Fatalf("tryRead = %v", err)
+			}
+			got += chunk
+			continue
+		}
+		<-ready
+	}
+	park()
+	close(send)
+	<-ready
+	if got, err := readNow(); got != "" || err != io.EOF {
+		t.Errorf("tryRead of an ended stream = %q, %v; want io.EOF", got, err)
+	}
+	if len(ready) != 0 {
+		t.Error("a parked stream called back more than once")
+	}
+
+	// A stream whose request's context ends wakes its parked reader.
+	ctx, cancel = context.WithCancelCause(t.Context())
+	send = make(chan string)
+	resp, err = getStream(ctx, p, srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ = parkable(resp.Body)
+	park()
+	stop := errors.New("the test stops it")
+	cancel(stop)
+	<-ready
+	if _, err := readNow(); !errors.Is(err, stop) {
+		t.Errorf("tryRead of a stream whose request ended = %v, want %v", err, stop)
+	}
+}
+
 // TestH2StreamsConnectionLost: a connection that breaks ends its streams
 // with an error, not a clean end, and the next request opens another.
 func TestH2StreamsConnectionLost(t *testing.T) {

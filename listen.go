@@ -81,14 +81,16 @@ func (s *session) listen(ctx context.Context) *listenRun {
 	if s.refused != nil && s.refused.refuses(s, ctx) {
 		return nil
 	}
-	run := &listenRun{upstream: ctx, opened: make(chan struct{})}
+	run := &listenRun{upstream: ctx, backoff: listenBackoff{wait: time.Second}, opened: make(chan struct{})}
 	run.ctx = newScope(ctx)
 	s.listening = run
 	go s.relayListenStream(run)
 	return run
 }
 
-// listenRun is one goroutine's relay of the upstream GET stream.
+// listenRun is one relay of the upstream GET stream. It runs on one
+// goroutine at a time: the one listen starts, then, each time the relay
+// parked (see relayListenBody), a worker of the store.
 type listenRun struct {
 	upstream context.Context
 	// ctx, under upstream, ends when the relay must stop: in a cluster,
@@ -96,13 +98,18 @@ type listenRun struct {
 	ctx *scope
 	// events reads the stream; it keeps the last event ID, which each
 	// reopening resumes the stream from, and the upstream's retry. Only
-	// the relay's goroutine uses it.
+	// the relay uses it.
 	events *sseReader
+	// body is the stream's body while the relay reads it.
+	body io.ReadCloser
 	// to says that the relayed messages come from events, the stream. It
-	// is kept here, set with events, rather than made for each stream: the
-	// goroutine waits for the session's life under the frame that would
-	// hold it (see relayEvents).
+	// is kept here, set with events, rather than made for each stream: a
+	// goroutine that waits on a body that cannot park waits for the
+	// session's life under the frame that would hold it (see
+	// relayEvents).
 	to answerTo
+	// backoff is the wait before the stream opens again.
+	backoff listenBackoff
 	// opened is closed once the first GET has its answer's headers, or
 	// has failed: from then on the upstream can send on the stream.
 	opened   chan struct{}
@@ -111,20 +118,73 @@ type listenRun struct {
 
 func (r *listenRun) markOpened() { r.openOnce.Do(func() { close(r.opened) }) }
 
+// errParked is how a relay of the GET stream returns once it parked.
+var errParked = errors.New("the upstream stream's relay parked")
+
 // relayListenStream opens the upstream's GET stream and opens it again
 // after it breaks, waiting longer each time, until ctx ends or the
-// upstream says it has no such stream for the session. Its goroutine waits
-// on the stream for the session's life, so the frames it waits under are
-// kept small (see relayEvents); what happens between streams is
-// listenAgain's.
+// upstream says it has no such stream for the session. Over a body that
+// can park (h2Streams'), the relay parks whenever the stream has nothing
+// more to read, and a worker goes on with it once it has: an idle session
+// keeps no goroutine for its upstream stream. Over another body, the
+// goroutine waits on the stream for the session's life, so the frames it
+// waits under are kept small (see relayEvents); what happens between
+// streams is listenAgain's.
 func (s *session) relayListenStream(run *listenRun) {
-	defer s.stopListening(run, nil)
-	defer run.markOpened()
-	b := listenBackoff{wait: time.Second}
 	for {
-		retry, sent, err := s.listenOnce(run.ctx, run)
-		if !s.listenAgain(run, &b, retry, sent, err) {
+		body, retry, sent, err := s.openListenStream(run.ctx, run)
+		if body != nil {
+			run.body = body
+			err = s.relayListenBody(run)
+		}
+		if !s.afterListenStream(run, retry, sent, err) {
 			return
+		}
+	}
+}
+
+// resumeListen goes on with the relay of run, parked until its stream had
+// more to read.
+func (s *session) resumeListen(run *listenRun) {
+	// An open stream is opened again when it ends (retry): the headers it
+	// was opened with, nil here, matter only to a refusal.
+	if s.afterListenStream(run, true, nil, s.relayListenBody(run)) {
+		s.relayListenStream(run)
+	}
+}
+
+// afterListenStream takes how a GET stream's relay returned: parked, or
+// the stream over (see listenAgain), and reports whether to open it
+// again. A relay that stops for good is marked so.
+func (s *session) afterListenStream(run *listenRun, retry bool, sent http.Header, err error) bool {
+	if err == errParked {
+		return false // resumeListen goes on; run is no longer this goroutine's
+	}
+	if s.listenAgain(run, retry, sent, err) {
+		return true
+	}
+	run.markOpened()
+	s.stopListening(run, nil)
+	return false
+}
+
+// relayListenBody relays the events of run's stream until it ends, and
+// closes it. If its body can park, the relay parks whenever the stream
+// has nothing more to read: it returns errParked, holding no buffer, and a
+// worker of the store goes on with it (resumeListen) once the stream has
+// more or ends.
+func (s *session) relayListenBody(run *listenRun) error {
+	for {
+		err := s.relayEvents(run.ctx, run.events, &run.to)
+		if err != errWouldWait {
+			run.body.Close()
+			run.body = nil
+			return err
+		}
+		run.events.idle()
+		b, _ := parkable(run.body)
+		if b.park(func() { s.store.relays.run(func() { s.resumeListen(run) }) }) {
+			return errParked
 		}
 	}
 }
@@ -136,12 +196,12 @@ type listenBackoff struct {
 	failing bool
 }
 
-// listenAgain handles the end of one GET stream, which listenOnce reports,
+// listenAgain handles the end of one GET stream, as its relay reports it,
 // waits before the next, and reports whether to open it. The first failure
 // after a stream that ended cleanly is logged at warn, the retries after
 // it at debug.
-func (s *session) listenAgain(run *listenRun, b *listenBackoff, retry bool, sent http.Header, err error) bool {
-	ctx := run.ctx
+func (s *session) listenAgain(run *listenRun, retry bool, sent http.Header, err error) bool {
+	ctx, b := run.ctx, &run.backoff
 	if ctx.Err() != nil {
 		return false
 	}
@@ -213,17 +273,6 @@ func (s *session) listeningRun() *listenRun {
 	return s.listening
 }
 
-// listenOnce relays one GET stream, resuming it after the last event the
-// run had, and reports whether to open it again, and the headers it sent.
-func (s *session) listenOnce(ctx context.Context, run *listenRun) (retry bool, header http.Header, err error) {
-	body, retry, header, err := s.openListenStream(ctx, run)
-	if body == nil {
-		return retry, header, err
-	}
-	defer body.Close()
-	return true, header, s.relayEvents(ctx, run.events, &run.to)
-}
-
 // openListenStream sends the GET for the stream, and returns its body,
 // with run.events set to read it; or, if the upstream gave none, whether
 // to ask again and why not. The run is marked opened once the GET has its
@@ -260,6 +309,7 @@ func (s *session) openListenStream(ctx context.Context, run *listenRun) (body io
 	}
 	if run.events == nil {
 		run.events = newSSEReader(resp.Body, maxUpstreamMessage)
+		run.events.waitless = true // the relay parks where it can
 		run.to = answerTo{stream: run.events}
 	} else {
 		run.events.resumeWith(resp.Body)

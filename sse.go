@@ -81,12 +81,15 @@ type sseReader struct {
 
 	r       io.Reader
 	maxSize int
-	buf     []byte // unread bytes are buf[start:]
-	start   int
-	scanned int  // bytes of buf[start:] known to hold no line end
-	skipLF  bool // the last line ended in CR: a LF right after it belongs to it
-	eof     bool
-	started bool // the first line, which may open with a byte order mark, was read
+	// waitless makes fill return errWouldWait where reading r would
+	// wait, if r can tell (see parkingBody).
+	waitless bool
+	buf      []byte // unread bytes are buf[start:]
+	start    int
+	scanned  int  // bytes of buf[start:] known to hold no line end
+	skipLF   bool // the last line ended in CR: a LF right after it belongs to it
+	eof      bool
+	started  bool // the first line, which may open with a byte order mark, was read
 
 	// The event being read, whose lines may come in several reads.
 	name    string
@@ -129,7 +132,7 @@ func putSSEBuffer(buf []byte) {
 // the previous body cut off is dropped.
 func (s *sseReader) resumeWith(r io.Reader) {
 	s.release()
-	*s = sseReader{lastID: s.lastID, retry: s.retry, r: r, maxSize: s.maxSize}
+	*s = sseReader{lastID: s.lastID, retry: s.retry, r: r, maxSize: s.maxSize, waitless: s.waitless}
 }
 
 // next returns the next event with data. At the end of the body it
@@ -258,11 +261,56 @@ func (s *sseReader) fill() error {
 		s.buf = s.buf[:copy(s.buf, unread)]
 	}
 	s.start = 0
-	n, err := s.r.Read(s.buf[len(s.buf):cap(s.buf)])
+	n, err := s.read(s.buf[len(s.buf):cap(s.buf)])
 	s.buf = s.buf[:len(s.buf)+n]
 	if errors.Is(err, io.EOF) {
 		s.eof = true
 		return nil
 	}
 	return err
+}
+
+// read reads from the body, without waiting if the reader is waitless and
+// the body can tell.
+func (s *sseReader) read(p []byte) (int, error) {
+	if s.waitless {
+		if b, ok := parkable(s.r); ok {
+			return b.tryRead(p)
+		}
+	}
+	return s.r.Read(p)
+}
+
+// idle gives back the buffer of a reader that holds no unread bytes, as
+// its relay parks: it takes one again when it reads on.
+func (s *sseReader) idle() {
+	if s.start == len(s.buf) {
+		s.release()
+	}
+}
+
+// errWouldWait is returned where a read would wait for the body.
+var errWouldWait = errors.New("nothing to read yet")
+
+// parkingBody is a response body that can be read without waiting and
+// says when it has more to read, so that a stream that idles for a
+// session's life needs no goroutine waiting on it. The bodies of
+// h2Streams are.
+type parkingBody interface {
+	// tryRead reads as Read does, but returns errWouldWait at once
+	// where Read would wait.
+	tryRead(p []byte) (int, error)
+	// park has ready called, once, as soon as the body has more to read
+	// or has ended, and reports true; if it has either already, it
+	// reports false and calls nothing. ready must not block.
+	park(ready func()) bool
+}
+
+// parkable returns body as a parkingBody, if it is one.
+func parkable(body io.Reader) (parkingBody, bool) {
+	if b, ok := body.(*endOnClose); ok {
+		body = b.ReadCloser
+	}
+	pb, ok := body.(parkingBody)
+	return pb, ok
 }

@@ -1,8 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"fmt"
+	"runtime/pprof"
+	"strings"
 	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"golang.org/x/sync/errgroup"
 )
@@ -63,4 +69,70 @@ func callEachSession(t *testing.T, n int) {
 	if err := g.Wait(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestIdleUpstreamStreamsHoldNoGoroutine: over h2c, the relay of a
+// session's upstream GET stream parks while the stream is idle, with no
+// goroutine waiting on it, and goes on when the upstream sends: every
+// client gets each message sent on the streams, in rounds, and between
+// rounds no goroutine waits on one.
+func TestIdleUpstreamStreamsHoldNoGoroutine(t *testing.T) {
+	const sessions = 20
+	up := newTestUpstream(t)
+	loadCaddyfile(t, gatewaySite(up.URL, ""))
+	changed := make(chan struct{}, 2*sessions)
+	opts := &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {
+			changed <- struct{}{}
+		},
+	}
+	clients := make([]*mcp.ClientSession, sessions)
+	for i := range clients {
+		clients[i] = connect(t, gatewayURL+"/sse", opts, nil)
+	}
+	for range sessions {
+		select {
+		case <-up.listened:
+		case <-bounded(t).Done():
+			t.Fatal("the gateway did not open every upstream GET stream")
+		}
+	}
+	for round := range 2 {
+		waitFor(t, relaysWaitingOnStreams)
+		// Adding a tool makes the upstream announce it on every GET
+		// stream.
+		mcp.AddTool(up.server, &mcp.Tool{Name: fmt.Sprintf("late%d", round)}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
+			return &mcp.CallToolResult{}, nil, nil
+		})
+		for range sessions {
+			select {
+			case <-changed:
+			case <-bounded(t).Done():
+				t.Fatalf("round %d: notifications/tools/list_changed did not reach every client", round)
+			}
+		}
+	}
+	waitFor(t, relaysWaitingOnStreams)
+	if got, err := callText(bounded(t), clients[0], "echo", map[string]any{"text": "hi"}); err != nil || got != "hi" {
+		t.Errorf("echo = %q, %v", got, err)
+	}
+}
+
+// relaysWaitingOnStreams fails while a goroutine of the process relays an
+// upstream GET stream of h2Streams, waiting on it or not.
+func relaysWaitingOnStreams() error {
+	var dump bytes.Buffer
+	if err := pprof.Lookup("goroutine").WriteTo(&dump, 2); err != nil {
+		return err
+	}
+	n := 0
+	for g := range strings.SplitSeq(dump.String(), "\n\n") {
+		if strings.Contains(g, "caddy-mcp-sse.(*h2Stream)") && (strings.Contains(g, ".relayListenStream") || strings.Contains(g, ".resumeListen")) {
+			n++
+		}
+	}
+	if n > 0 {
+		return fmt.Errorf("%d goroutines relay an upstream GET stream", n)
+	}
+	return nil
 }
