@@ -92,11 +92,13 @@ func (s *session) exchange(ctx context.Context, m message, header http.Header, w
 	// Every exchange that went through may reopen a GET stream the
 	// upstream refused before, now with the client's newer credentials.
 	if run := s.listen(ctx); run != nil && initialized {
+		// The run's context is under ctx, so the run is marked opened
+		// as soon as ctx ends too: no need to ask ctx for a channel,
+		// which its scope would keep for the upstream session's life.
 		t := time.NewTimer(maxListenOpenWait)
 		select {
 		case <-run.opened:
 		case <-t.C:
-		case <-ctx.Done():
 		}
 		t.Stop()
 		written()

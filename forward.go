@@ -109,8 +109,14 @@ func (s *session) relay(ctx context.Context, m message, header http.Header, prev
 	}()
 	select {
 	case <-prev:
-	case <-ctx.Done():
-		return
+	default:
+		// Waited on only now: Done makes the upstream session's scope
+		// a channel that it keeps for its life.
+		select {
+		case <-prev:
+		case <-ctx.Done():
+			return
+		}
 	}
 	if s.store.node != nil && m.kind == kindRequest && !m.quiet {
 		// Recorded, so that another instance finishes it if this one

@@ -443,7 +443,15 @@ func (cc *h2Conn) send(req *http.Request, body []byte) (*h2Stream, error) {
 	cs := &h2Stream{cc: cc, window: h2StreamWindow}
 	cs.cond.L = &cc.mu
 	ctx := req.Context()
-	cs.stop = context.AfterFunc(ctx, func() { cs.abort(context.Cause(ctx)) })
+	abort := func() { cs.abort(causeOf(ctx)) }
+	if sc, ok := ctx.(*scope); ok {
+		// The gateway's own requests run under scopes: watched through
+		// its AfterFunc, a scope needs no channel, and no watcher of
+		// context.AfterFunc's, for the stream's life.
+		cs.stop = sc.AfterFunc(abort)
+	} else {
+		cs.stop = context.AfterFunc(ctx, abort)
+	}
 	sent, err := cc.open(cs, req, body)
 	if err == nil && sent < len(body) {
 		err = cc.sendBody(cs, body[sent:])

@@ -423,18 +423,23 @@ func TestH2StreamsPark(t *testing.T) {
 		t.Error("a parked stream called back more than once")
 	}
 
-	// A stream whose request's context ends wakes its parked reader.
-	ctx, cancel = context.WithCancelCause(t.Context())
+	// A stream whose request's context ends wakes its parked reader:
+	// here a scope, as the gateway's requests have, watched through its
+	// AfterFunc with no channel made.
+	sc := newScope(t.Context())
 	send = make(chan string)
-	resp, err = getStream(ctx, p, srv.URL, nil)
+	resp, err = getStream(sc, p, srv.URL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	body, _ = parkable(resp.Body)
 	park()
+	if sc.done != nil {
+		t.Error("a request's scope made a channel: it is watched through Done")
+	}
 	stop := errors.New("the test stops it")
-	cancel(stop)
+	sc.endWith(context.Canceled, stop)
 	<-ready
 	if _, err := readNow(); !errors.Is(err, stop) {
 		t.Errorf("tryRead of a stream whose request ended = %v, want %v", err, stop)

@@ -22,9 +22,14 @@ type scope struct {
 	// values is where its values and deadline come from: its parent's,
 	// unless set before it is used.
 	values context.Context
-	done   chan struct{}
 
-	mu     sync.Mutex
+	mu sync.Mutex
+	// done is made by the first Done. The context package asks for it
+	// of every context it derives from or watches (context.WithCancel,
+	// context.AfterFunc), so the gateway watches its scopes through
+	// their AfterFunc method: the scopes of an idle session keep no
+	// channel.
+	done   chan struct{}
 	err    error     // set once ended
 	cause  error     // why it ended
 	afters []*func() // run once it ends; nil when none waits
@@ -33,22 +38,27 @@ type scope struct {
 
 // newScope returns a scope that ends when parent does, if not before.
 func newScope(parent context.Context) *scope {
-	sc := &scope{values: parent, done: make(chan struct{})}
-	done := parent.Done()
-	if done == nil {
-		return sc
-	}
+	sc := &scope{values: parent}
 	follow := func() { sc.endWith(parent.Err(), causeOf(parent)) }
-	select {
-	case <-done:
-		follow()
-		return sc
-	default:
-	}
 	var leave func() bool
 	if p, ok := parent.(*scope); ok {
+		// Not through Done, which would make p's channel.
+		if p.Err() != nil {
+			follow()
+			return sc
+		}
 		leave = p.AfterFunc(follow)
 	} else {
+		done := parent.Done()
+		if done == nil {
+			return sc
+		}
+		select {
+		case <-done:
+			follow()
+			return sc
+		default:
+		}
 		leave = context.AfterFunc(parent, follow)
 	}
 	sc.mu.Lock()
@@ -63,8 +73,19 @@ func newScope(parent context.Context) *scope {
 }
 
 func (sc *scope) Deadline() (time.Time, bool) { return sc.values.Deadline() }
-func (sc *scope) Done() <-chan struct{}       { return sc.done }
 func (sc *scope) Value(key any) any           { return sc.values.Value(key) }
+
+func (sc *scope) Done() <-chan struct{} {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.done == nil {
+		sc.done = make(chan struct{})
+		if sc.err != nil {
+			close(sc.done)
+		}
+	}
+	return sc.done
+}
 
 func (sc *scope) Err() error {
 	sc.mu.Lock()
@@ -134,7 +155,9 @@ func (sc *scope) endWith(err, cause error) {
 		return
 	}
 	sc.err, sc.cause = err, cause
-	close(sc.done)
+	if sc.done != nil {
+		close(sc.done)
+	}
 	afters, leave := sc.afters, sc.leave
 	sc.afters, sc.leave = nil, nil
 	sc.mu.Unlock()

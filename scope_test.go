@@ -52,6 +52,29 @@ func TestScopeChildren(t *testing.T) {
 	}
 }
 
+// TestScopeDoneOnDemand checks that a scope and the scopes under it make
+// no channel until Done is asked for, and that Done is closed once the
+// scope ended, asked for before its end or after.
+func TestScopeDoneOnDemand(t *testing.T) {
+	t.Parallel()
+	l := newScope(context.Background())
+	child := newScope(l)
+	stop := l.AfterFunc(func() {})
+	defer stop()
+	if l.done != nil || child.done != nil {
+		t.Fatal("a scope made a channel nobody asked for")
+	}
+	before := child.Done()
+	l.end()
+	for name, done := range map[string]<-chan struct{}{"asked before the end": before, "asked after": l.Done()} {
+		select {
+		case <-done:
+		default:
+			t.Errorf("Done %s is not closed once the scope ended", name)
+		}
+	}
+}
+
 // TestScopeOfEndedParent checks that a scope made under a context
 // that ended is ended at once, with the parent's error and cause.
 func TestScopeOfEndedParent(t *testing.T) {
