@@ -62,7 +62,14 @@ func startGoSDKServer(stateless bool) func(t *testing.T) interopEndpoints {
 		mux := http.NewServeMux()
 		mux.Handle("/mcp", mcp.NewStreamableHTTPHandler(newServer, &mcp.StreamableHTTPOptions{Stateless: stateless}))
 		mux.Handle("/sse", mcp.NewSSEHandler(newServer, nil))
-		srv := httptest.NewServer(mux)
+		srv := httptest.NewUnstartedServer(mux)
+		// h2c besides HTTP/1.1: the gateway then carries its sessions
+		// over HTTP/2 connections of its own, where an idle GET stream's
+		// relay parks; the direct clients speak HTTP/1.1 as before.
+		srv.Config.Protocols = new(http.Protocols)
+		srv.Config.Protocols.SetHTTP1(true)
+		srv.Config.Protocols.SetUnencryptedHTTP2(true)
+		srv.Start()
 		t.Cleanup(func() {
 			// Streams still open would hold Close up.
 			srv.CloseClientConnections()
