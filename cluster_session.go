@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -78,7 +79,7 @@ func boolField(b bool) string {
 
 // snapshot returns the session's shared state. Callers hold s.mu.
 func (s *session) snapshot() sharedState {
-	hdr, _ := json.Marshal(s.header)
+	hdr, _ := json.Marshal(s.header.header())
 	return sharedState{
 		upstreamID:  s.upstreamID,
 		protocol:    s.protocol,
@@ -134,7 +135,10 @@ func (s *session) apply(st sharedState) {
 		s.initParams = nil
 	}
 	if s.header == nil && st.header != "" {
-		_ = json.Unmarshal([]byte(st.header), &s.header)
+		var h http.Header
+		if json.Unmarshal([]byte(st.header), &h) == nil {
+			s.header = listHeader(h)
+		}
 	}
 	s.saved = &st
 }

@@ -48,11 +48,12 @@ func (s *session) forwardLocked(msgs []message, header http.Header, cfg *setting
 	if cfg.maxInFlight > 0 && s.inFlight+len(msgs) > cfg.maxInFlight {
 		return errTooManyInFlight
 	}
-	s.header = header
+	s.header = listHeader(header)
 	if s.initSeen && startsOver(msgs) {
 		s.startOver()
 	}
-	for _, m := range s.heal(msgs) {
+	msgs = s.heal(msgs)
+	for i, m := range msgs {
 		var v *verdict
 		if !m.quiet {
 			s.received.Add(1)
@@ -65,7 +66,12 @@ func (s *session) forwardLocked(msgs []message, header http.Header, cfg *setting
 		sent := make(chan struct{})
 		s.lastSent = sent
 		s.inFlight++
-		h := header.Clone()
+		// Each relay adds to its header: the last takes header itself,
+		// once every copy of it is made.
+		h := header
+		if i < len(msgs)-1 {
+			h = header.Clone()
+		}
 		s.store.relays.run(func() { s.relay(s.upstream, m, h, prev, sent, cfg, v) })
 	}
 	return nil

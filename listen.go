@@ -31,7 +31,7 @@ type listenRefusal struct {
 // refuses reports whether r still holds for the upstream session of ctx,
 // with the session's current ID and credential. Callers hold s.mu.
 func (r listenRefusal) refuses(s *session, ctx context.Context) bool {
-	return r.upstream == ctx && r.sessionID == s.upstreamID && (!r.forCredential || r.cred == credential(s.header))
+	return r.upstream == ctx && r.sessionID == s.upstreamID && (!r.forCredential || r.cred == s.header.credential())
 }
 
 // credential is what a client authenticates with upstream.

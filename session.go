@@ -81,7 +81,7 @@ type session struct {
 	// header holds the client's headers as they go upstream, from its
 	// latest POST or stream request: the upstream GET stream and the
 	// DELETE carry its latest credentials.
-	header     http.Header
+	header     headerList
 	upstreamID string // the upstream's Mcp-Session-Id
 	protocol   string // the protocol version the upstream negotiated
 	// upstream ends with the upstream session: when the session ends, or
@@ -112,7 +112,7 @@ type session struct {
 // settings cfg serves.
 func (s *sessionStore) open(r *http.Request, cfg *settings) (*session, error) {
 	sess := s.newSession(uuid.NewString(), authUser(r), identity(r), r.RemoteAddr)
-	sess.header = forwardedHeader(r)
+	sess.header = listHeader(forwardedHeader(r))
 	if err := s.add(sess, cfg); err != nil {
 		sess.ctx.end()
 		return nil, err
@@ -262,8 +262,9 @@ func (s *session) deleteInBackground(id string) {
 // setHeader records the client's headers of its latest request, as they
 // go upstream.
 func (s *session) setHeader(h http.Header) {
+	l := listHeader(h)
 	s.mu.Lock()
-	s.header = h
+	s.header = l
 	s.mu.Unlock()
 }
 
@@ -271,7 +272,7 @@ func (s *session) setHeader(h http.Header) {
 // session's Streamable HTTP headers.
 func (s *session) currentHeader() http.Header {
 	s.mu.Lock()
-	h := s.header.Clone()
+	h := s.header.header()
 	s.mu.Unlock()
 	return s.upstreamHeader(h)
 }

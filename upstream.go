@@ -180,3 +180,48 @@ func forwardedHeader(r *http.Request) http.Header {
 	}
 	return h
 }
+
+// headerList is a client's headers as they go upstream, kept for the
+// session's later requests: name and value in turn, names canonical, a
+// name with several values once for each. It holds about a third of what
+// an http.Header of the same fields does (its map), for the session's
+// life.
+type headerList []string
+
+// listHeader returns the fields of h as a headerList.
+func listHeader(h http.Header) headerList {
+	n := 0
+	for _, vs := range h {
+		n += 2 * len(vs)
+	}
+	if n == 0 {
+		return nil
+	}
+	l := make(headerList, 0, n)
+	for name, vs := range h {
+		for _, v := range vs {
+			l = append(l, name, v)
+		}
+	}
+	return l
+}
+
+// header returns the fields as a new http.Header, for a request.
+func (l headerList) header() http.Header {
+	h := make(http.Header, len(l)/2)
+	for i := 0; i < len(l); i += 2 {
+		h[l[i]] = append(h[l[i]], l[i+1])
+	}
+	return h
+}
+
+// credential is what the client authenticates with upstream, as
+// credential tells it of an http.Header.
+func (l headerList) credential() string {
+	for i := 0; i < len(l); i += 2 {
+		if l[i] == "Authorization" {
+			return l[i+1]
+		}
+	}
+	return ""
+}
