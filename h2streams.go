@@ -30,7 +30,8 @@ import (
 // that goroutine for every POST too, besides the state of a general
 // client. h2Streams carries the upstream's requests on HTTP/2 connections
 // of its own, whose one reading goroutine hands each stream's DATA to the
-// goroutine that reads its body. It speaks what the gateway's requests
+// goroutine that reads its body, or calls back a reader that parked (see
+// park) rather than wait. It speaks what the gateway's requests
 // need: a request whose body is in memory, sent as the upstream's
 // flow-control windows allow, then the response's headers and its data,
 // with flow control per stream so that a session that does not read holds
