@@ -444,15 +444,9 @@ func (cc *h2Conn) send(req *http.Request, body []byte) (*h2Stream, error) {
 	cs := &h2Stream{cc: cc, window: h2StreamWindow}
 	cs.cond.L = &cc.mu
 	ctx := req.Context()
-	abort := func() { cs.abort(causeOf(ctx)) }
-	if sc, ok := ctx.(*scope); ok {
-		// The gateway's own requests run under scopes: watched through
-		// its AfterFunc, a scope needs no channel, and no watcher of
-		// context.AfterFunc's, for the stream's life.
-		cs.stop = sc.AfterFunc(abort)
-	} else {
-		cs.stop = context.AfterFunc(ctx, abort)
-	}
+	// The gateway's requests run under scopes, which afterFunc watches
+	// with no channel and no watcher context for the stream's life.
+	cs.stop = afterFunc(ctx, func() { cs.abort(causeOf(ctx)) })
 	sent, err := cc.open(cs, req, body)
 	if err == nil && sent < len(body) {
 		err = cc.sendBody(cs, body[sent:])

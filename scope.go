@@ -39,28 +39,15 @@ type scope struct {
 // newScope returns a scope that ends when parent does, if not before.
 func newScope(parent context.Context) *scope {
 	sc := &scope{values: parent}
-	follow := func() { sc.endWith(parent.Err(), causeOf(parent)) }
-	var leave func() bool
-	if p, ok := parent.(*scope); ok {
-		// Not through Done, which would make p's channel.
-		if p.Err() != nil {
-			follow()
-			return sc
-		}
-		leave = p.AfterFunc(follow)
-	} else {
-		done := parent.Done()
-		if done == nil {
-			return sc
-		}
-		select {
-		case <-done:
-			follow()
-			return sc
-		default:
-		}
-		leave = context.AfterFunc(parent, follow)
+	if _, ok := parent.(*scope); !ok && parent.Done() == nil {
+		return sc // its parent never ends
 	}
+	follow := func() { sc.endWith(parent.Err(), causeOf(parent)) }
+	if parent.Err() != nil {
+		follow()
+		return sc
+	}
+	leave := afterFunc(parent, follow)
 	sc.mu.Lock()
 	if sc.err == nil {
 		sc.leave, leave = leave, nil
@@ -70,6 +57,16 @@ func newScope(parent context.Context) *scope {
 		leave() // ended already, with its parent
 	}
 	return sc
+}
+
+// afterFunc arranges for f to run once ctx ends, as context.AfterFunc
+// does; a scope, through its own AfterFunc, since context.AfterFunc
+// would ask it for the channel that it otherwise need not make.
+func afterFunc(ctx context.Context, f func()) (stop func() bool) {
+	if sc, ok := ctx.(*scope); ok {
+		return sc.AfterFunc(f)
+	}
+	return context.AfterFunc(ctx, f)
 }
 
 func (sc *scope) Deadline() (time.Time, bool) { return sc.values.Deadline() }
