@@ -12,6 +12,7 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -139,17 +140,7 @@ func mediaType(ct string) (string, error) {
 // X-Forwarded-For, -Proto and -Host set, and the prior values of these
 // kept only when the client is a trusted proxy.
 func forwardedHeader(r *http.Request) http.Header {
-	h := r.Header.Clone()
-	for _, f := range h.Values("Connection") {
-		for name := range strings.SplitSeq(f, ",") {
-			if name = textproto.TrimString(name); name != "" {
-				h.Del(name)
-			}
-		}
-	}
-	for _, name := range droppedHeaders {
-		delete(h, name) // in canonical form already
-	}
+	h := keptHeader(r.Header)
 
 	trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool)
 	clientIP, _, err := net.SplitHostPort(r.RemoteAddr)
@@ -177,6 +168,40 @@ func forwardedHeader(r *http.Request) http.Header {
 	}
 	if !trusted || h.Get("X-Forwarded-Host") == "" {
 		h.Set("X-Forwarded-Host", r.Host)
+	}
+	return h
+}
+
+// keptHeader copies the headers of in that go upstream, those neither in
+// droppedHeaders nor named by its Connection header, into one map with
+// room for the three X-Forwarded headers, their values in one array as
+// http.Header.Clone keeps them: most of what a client sends is dropped,
+// and a clone of it all grew its map for those three.
+func keptHeader(in http.Header) http.Header {
+	var hop []string
+	for _, f := range in.Values("Connection") {
+		for name := range strings.SplitSeq(f, ",") {
+			if name = textproto.TrimString(name); name != "" {
+				hop = append(hop, textproto.CanonicalMIMEHeaderKey(name))
+			}
+		}
+	}
+	kept := func(name string) bool { return !slices.Contains(droppedHeaders, name) && !slices.Contains(hop, name) }
+	names, values := 0, 0
+	for name, vv := range in {
+		if kept(name) {
+			names++
+			values += len(vv)
+		}
+	}
+	h := make(http.Header, names+3)
+	all := make([]string, values)
+	for name, vv := range in {
+		if kept(name) {
+			n := copy(all, vv)
+			h[name] = all[:n:n]
+			all = all[n:]
+		}
 	}
 	return h
 }

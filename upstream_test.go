@@ -31,3 +31,34 @@ func TestHeaderList(t *testing.T) {
 	// A request's header is set on: it must be a map even with no fields.
 	none.header().Set("Mcp-Session-Id", "s")
 }
+
+func TestKeptHeader(t *testing.T) {
+	in := http.Header{
+		"Connection":     {"keep-alive, x-hop", "X-Other"},
+		"X-Hop":          {"named by Connection"},
+		"X-Other":        {"named by Connection"},
+		"Content-Type":   {"application/json"},
+		"Authorization":  {"Bearer a"},
+		"X-Custom":       {"one", "two"},
+		"Mcp-Session-Id": {"the client's"},
+	}
+	h := keptHeader(in)
+	want := http.Header{"Authorization": {"Bearer a"}, "X-Custom": {"one", "two"}}
+	if !reflect.DeepEqual(h, want) {
+		t.Fatalf("kept %v, want %v", h, want)
+	}
+	// Each name's values end where the next name's begin, whatever the
+	// order the map gave them in: an Add to one touches no other.
+	for range 20 {
+		h := keptHeader(in)
+		h.Add("X-Custom", "three")
+		h.Add("Authorization", "Bearer b")
+		want := http.Header{"Authorization": {"Bearer a", "Bearer b"}, "X-Custom": {"one", "two", "three"}}
+		if !reflect.DeepEqual(h, want) {
+			t.Fatalf("after two Adds, %v, want %v", h, want)
+		}
+	}
+	if got := in["X-Custom"]; len(got) != 2 || len(in["Authorization"]) != 1 {
+		t.Errorf("a change to the copy reached the request's headers: %v", in)
+	}
+}
