@@ -69,11 +69,11 @@ type discoverResult struct {
 }
 
 // discover returns what the upstream speaks, for a client that initializes
-// with params, under ctx and with the client's header. A fresh answer
+// with init, under ctx and with the client's header. A fresh answer
 // that holds for every client is reused; any other is asked for again. An
 // upstream that cannot be reached, or that refuses the client's credential,
 // is an error and is asked again next time.
-func (d *discoverer) discover(ctx context.Context, s *session, params []byte, header http.Header, cfg *settings) (*discovery, error) {
+func (d *discoverer) discover(ctx context.Context, s *session, init message, header http.Header, cfg *settings) (*discovery, error) {
 	d.mu.Lock()
 	last := d.last
 	d.mu.Unlock()
@@ -81,7 +81,7 @@ func (d *discoverer) discover(ctx context.Context, s *session, params []byte, he
 	if last != nil && now.Before(last.expires) && (last.public || !last.stateless) {
 		return last, nil
 	}
-	found, err := s.askDiscover(ctx, params, header, cfg)
+	found, err := s.askDiscover(ctx, initializeParams(init), header.Clone(), cfg)
 	if err != nil {
 		return nil, err
 	}

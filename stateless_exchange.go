@@ -91,8 +91,7 @@ func (s *session) requestMeta() requestMeta {
 // upstream speaks revisionStateless, from what server/discover says, and
 // reports whether it did; if not, the initialize goes upstream.
 func (s *session) initializeStateless(ctx context.Context, m message, header http.Header, written func(), cfg *settings, v *verdict) (bool, error) {
-	params := initializeParams(m)
-	d, err := s.store.discovery.discover(ctx, s, params, header.Clone(), cfg)
+	d, err := s.store.discovery.discover(ctx, s, m, header, cfg)
 	if err != nil {
 		se, refused := errors.AsType[*statusError](err)
 		if refused = refused && se.refusesCredential(); refused {
@@ -120,7 +119,7 @@ func (s *session) initializeStateless(ctx context.Context, m message, header htt
 	s.mu.Unlock()
 	s.setProtocol(ctx, revisionStateless)
 	if !m.quiet {
-		s.answer(ctx, initializeAnswer(m.id, params, d))
+		s.answer(ctx, initializeAnswer(m.id, initializeParams(m), d))
 	}
 	written()
 	return true, nil
