@@ -53,8 +53,6 @@ type session struct {
 	// epoch, in a cluster, is the epoch under which this instance holds
 	// the session's stream, or 0.
 	epoch atomic.Uint64
-	// registered, in a cluster, is set once Redis holds the session.
-	registered atomic.Bool
 	// sent counts the messages written to the client's stream; received
 	// those the client posted.
 	sent, received atomic.Uint64
@@ -62,6 +60,8 @@ type session struct {
 	delivered atomic.Uint64
 	// attached is set while a client's stream serves the session.
 	attached atomic.Bool
+	// registered, in a cluster, is set once Redis holds the session.
+	registered atomic.Bool
 
 	// attachMu orders streams taking the session over.
 	attachMu sync.Mutex
