@@ -16,9 +16,11 @@ import (
 //     body that is not JSON, codeInvalidRequest for JSON that is not a
 //     JSON-RPC message or batch; the refusal encodes as a JSON-RPC error
 //     response with a null id;
-//   - each accepted message is as checkMessage describes.
+//   - each accepted message is as checkMessage describes;
+//   - readEnvelope reads what json.Unmarshal reads, where it reads at all.
 func FuzzParseMessages(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
+		checkEnvelope(t, body)
 		msgs, err := parseMessages(body)
 		if err != nil {
 			checkRefusal(t, body, err)
@@ -105,6 +107,26 @@ func FuzzSSEReader(f *testing.F) {
 }
 
 // checkRefusal checks the error parseMessages refused body with.
+// checkEnvelope checks that readEnvelope, given a valid JSON object,
+// either declines it or reads what json.Unmarshal reads from it.
+func checkEnvelope(t *testing.T, body []byte) {
+	t.Helper()
+	raw := bytes.Trim(body, jsonSpace)
+	if len(raw) == 0 || raw[0] != '{' || !json.Valid(raw) {
+		return
+	}
+	var got, want envelope
+	if !readEnvelope(raw, &got) {
+		return
+	}
+	if err := json.Unmarshal(raw, &want); err != nil {
+		t.Fatalf("readEnvelope read %s, which json.Unmarshal refuses: %v", raw, err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("readEnvelope read %s as %+v, json.Unmarshal as %+v", raw, got, want)
+	}
+}
+
 func checkRefusal(t *testing.T, body []byte, err error) {
 	t.Helper()
 	// serveMessage asserts the type; anything else would panic there.

@@ -61,24 +61,6 @@ type rpcError struct {
 
 func (e *rpcError) Error() string { return e.msg }
 
-// envelope holds the members that classify a JSON-RPC message.
-type envelope struct {
-	JSONRPC string          `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id"`
-	Method  *string         `json:"method"`
-	Result  member          `json:"result"`
-	Error   member          `json:"error"`
-}
-
-// member records that an object has a member, null included, without
-// copying its value: a result can be megabytes.
-type member bool
-
-func (m *member) UnmarshalJSON([]byte) error {
-	*m = true
-	return nil
-}
-
 // jsonSpace is the whitespace JSON allows around a value. bytes.TrimSpace
 // would also take Unicode spaces such as U+00A0, which JSON does not allow.
 const jsonSpace = " \t\r\n"
@@ -132,8 +114,8 @@ func parseMessage(raw []byte) (message, error) {
 	if len(raw) == 0 || raw[0] != '{' {
 		return message{}, errors.New("not a JSON object")
 	}
-	var env envelope
-	if err := json.Unmarshal(raw, &env); err != nil {
+	env, err := decodeEnvelope(raw)
+	if err != nil {
 		return message{}, err
 	}
 	if env.JSONRPC != "2.0" {
