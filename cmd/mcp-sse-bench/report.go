@@ -106,16 +106,17 @@ func (res *results) table(cfg *config) string {
 	target := func(name, measured string, met bool) {
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", name, measured, yes(met))
 	}
-	// beside checks r against a floor: the bare one, which the targets
-	// name, and the one that also accepts the setup POSTs, whose cost
-	// is Caddy's serving of the two requests every session sends.
-	beside := func(r, floor *holdResult, name string, overFloor float64) {
+	// beside checks r against floor, whose figures floors names: the
+	// bare floor, which the targets name, or the one that also accepts
+	// the setup POSTs, whose cost is Caddy's serving of the two requests
+	// every session sends.
+	beside := func(r, floor *holdResult, floors string, overFloor float64) {
 		over := r.kibPerSession() - floor.kibPerSession()
-		target(fmt.Sprintf("… RSS at most the %s's + %.0f KiB per session", name, overFloor),
+		target(fmt.Sprintf("… RSS at most %s + %.0f KiB per session", floors, overFloor),
 			fmt.Sprintf("%.1f KiB, the floor's + %.1f KiB (floor %.1f KiB; RSS %d MiB, peak %d MiB)",
 				r.kibPerSession(), over, floor.kibPerSession(), r.held.rss>>20, r.peakRSS>>20),
 			over <= overFloor)
-		target(fmt.Sprintf("… CPU while idle (after the first tenth of the hold) at most the %s's", name),
+		target(fmt.Sprintf("… CPU while idle (after the first tenth of the hold) at most %s", floors),
 			fmt.Sprintf("%.1f%% (floor %.1f%%)", 100*r.idleCPU, 100*floor.idleCPU), r.idleCPU <= floor.idleCPU)
 	}
 	hold := func(r *holdResult, floors targetHolds, how string, overFloor float64) {
@@ -126,10 +127,10 @@ func (res *results) table(cfg *config) string {
 			fmt.Sprintf("%d failed to open, %d dropped (setup %.0f sessions/s)", r.failed, r.dropped, r.setupRate()),
 			r.failed == 0 && r.dropped == 0)
 		if floors.floor != nil { // else nothing to measure against in this run
-			beside(r, floors.floor, "hold floor", overFloor)
+			beside(r, floors.floor, "the hold floor's", overFloor)
 		}
 		if floors.floorPosts != nil {
-			beside(r, floors.floorPosts, "floor with the setup POSTs", overFloor)
+			beside(r, floors.floorPosts, "the floor's with the setup POSTs", overFloor)
 		}
 	}
 	for _, stream := range []string{streamOn, streamOff} {
