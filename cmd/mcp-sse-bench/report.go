@@ -106,10 +106,10 @@ func (res *results) table(cfg *config) string {
 	target := func(name, measured string, met bool) {
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", name, measured, yes(met))
 	}
-	// beside checks r against floor, whose figures floors names: the
-	// bare floor, which the targets name, or the one that also accepts
-	// the setup POSTs, whose cost is Caddy's serving of the two requests
-	// every session sends.
+	// beside checks r against floor, which floors names in the rows
+	// ("the hold floor's"): the bare floor, which the targets name, or
+	// the one that also accepts the setup POSTs, whose cost is Caddy's
+	// serving of the two requests every session sends.
 	beside := func(r, floor *holdResult, floors string, overFloor float64) {
 		over := r.kibPerSession() - floor.kibPerSession()
 		target(fmt.Sprintf("… RSS at most %s + %.0f KiB per session", floors, overFloor),
