@@ -107,11 +107,19 @@ func FuzzSSEReader(f *testing.F) {
 }
 
 // checkRefusal checks the error parseMessages refused body with.
-// checkEnvelope checks that readEnvelope, given a valid JSON object,
-// either declines it or reads what json.Unmarshal reads from it.
+// checkEnvelope checks that readEnvelope, given a valid JSON object, or
+// each object of a batch, either declines it or reads what
+// json.Unmarshal reads from it.
 func checkEnvelope(t *testing.T, body []byte) {
 	t.Helper()
 	raw := bytes.Trim(body, jsonSpace)
+	var batch []json.RawMessage
+	if len(raw) > 0 && raw[0] == '[' && json.Unmarshal(raw, &batch) == nil {
+		for _, m := range batch {
+			checkEnvelope(t, m)
+		}
+		return
+	}
 	if len(raw) == 0 || raw[0] != '{' || !json.Valid(raw) {
 		return
 	}
