@@ -85,7 +85,7 @@ func (s *session) info() sessionInfo {
 		MessagesSent:     s.sent.Load(),
 		MessagesReceived: s.received.Load(),
 		MessagesInFlight: inFlight,
-		StreamAttached:   s.attached.Load(),
+		StreamAttached:   s.hasStream(),
 		UpstreamSession:  hasUpstream,
 	}
 	if n := s.store.node; n != nil && info.StreamAttached {

@@ -235,7 +235,7 @@ func (n *node) heartbeat() {
 func (n *node) confirmLeases() {
 	var held []*session
 	for _, s := range n.store.all() {
-		if s.attached.Load() {
+		if s.hasStream() {
 			held = append(held, s)
 		}
 	}

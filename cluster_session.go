@@ -304,7 +304,7 @@ func (s *session) register() {
 	s.saved = &st
 	s.mu.Unlock()
 	s.registered.Store(true)
-	if s.attached.Load() {
+	if s.hasStream() {
 		s.holdShared()
 	}
 }
@@ -435,7 +435,7 @@ func (st *sessionStore) detachedOf(identity string) (*session, uint64, error) {
 		for i := range ids {
 			switch {
 			case holders[i] == n.id:
-				if s := st.get(ids[i]); s != nil && s.attached.Load() {
+				if s := st.get(ids[i]); s != nil && s.hasStream() {
 					continue
 				}
 			case alive[i] != nil && alive[i].Val() > memberTTL-heartbeatEvery*3/2:
@@ -507,7 +507,7 @@ type event struct {
 func (s *session) appendShared(data []byte, to answerTo) error {
 	n := s.store.node
 	var floor uint64
-	if s.attached.Load() {
+	if s.hasStream() {
 		floor = s.sent.Load() // past what this stream numbered itself
 	}
 	listenID, pendingKey, pendingField := "", "", ""
@@ -621,17 +621,6 @@ func (s *session) offer(ev event) {
 // it may have missed.
 func (s *session) wakeUp() { signal(s.wake) }
 
-// dropStream stops the stream attached here, if any, for cause; the
-// session lives on.
-func (s *session) dropStream(cause error) {
-	s.attachMu.Lock()
-	a := s.stream
-	s.attachMu.Unlock()
-	if a != nil {
-		a.stop(cause)
-	}
-}
-
 // replacedElsewhere stops the stream held here under epoch: a stream on
 // another instance took the session over.
 func (s *session) replacedElsewhere(epoch uint64) {
@@ -670,7 +659,7 @@ func (s *session) currentUpstream() context.Context {
 // subscriptions/listen stream) for it.
 func (s *session) announceInitialized() {
 	n := s.store.node
-	if n == nil || s.attached.Load() {
+	if n == nil || s.hasStream() {
 		return
 	}
 	_ = n.call("announce", func(ctx context.Context) error {

@@ -125,7 +125,7 @@ func (n *node) endDue() {
 				continue
 			}
 		}
-		if s.attached.Load() {
+		if s.hasStream() {
 			continue // a stream re-attached here as it came due
 		}
 		s.stop(reasonClientGone)

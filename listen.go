@@ -70,7 +70,7 @@ func (s *session) listen(ctx context.Context) *listenRun {
 	if !s.store.settings().upstreamStream {
 		return nil
 	}
-	if s.store.node != nil && !s.attached.Load() {
+	if s.store.node != nil && !s.hasStream() {
 		return nil // the instance that holds the client's stream holds it
 	}
 	s.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -82,7 +83,7 @@ func (s *sessionStore) resumable(r *http.Request) (sess *session, seq uint64, by
 	}
 	var match *session
 	for _, sess := range s.ofIdentity(who) {
-		if sess.attached.Load() || sess.stopped() {
+		if sess.hasStream() || sess.stopped() {
 			continue
 		}
 		if match != nil {
@@ -109,19 +110,19 @@ var (
 )
 
 // attachment is one stream's hold on its session. The stream stops when
-// its client leaves (client) or when it is told to (told, with cause:
-// another stream took over, say), which the end of the session does too.
-// It waits on the two channels themselves: no context is derived per
-// stream, and the session's end is not a channel of its own to wait on,
-// since each channel more in the stream's wait costs every ping (see
-// serve).
+// its client leaves (client) or when it is told to, with a cause: another
+// stream took over, the session ends, or, in a cluster, this instance may
+// have lost the stream. Telling it sets the cause and signals the
+// session's queue, which the stream waits on anyway: it waits on no channel
+// of the attachment's own, since each channel more in its wait costs every
+// ping (see serve), and no context is derived per stream.
 type attachment struct {
 	client <-chan struct{}
-	told   chan struct{}
-	once   sync.Once
-	cause  error // why it was told to stop; set before told closes
-	// unwatch stops the session's end from telling the stream to stop.
-	unwatch func() bool
+	// ready is the session's queue signal.
+	ready chan struct{}
+	// cause is why the stream was told to stop; nil until then. The first
+	// cause holds.
+	cause atomic.Pointer[error]
 	// serving is done when this stream is: a wait group, which the
 	// attachment holds, rather than a channel of its own to close.
 	serving sync.WaitGroup
@@ -129,11 +130,13 @@ type attachment struct {
 
 // stop tells the stream to stop, for cause; the first cause given holds.
 func (a *attachment) stop(cause error) {
-	a.once.Do(func() {
-		a.cause = cause
-		close(a.told)
-	})
+	if a.cause.CompareAndSwap(nil, &cause) {
+		signal(a.ready)
+	}
 }
+
+// told reports whether the stream was told to stop.
+func (a *attachment) told() bool { return a.cause.Load() != nil }
 
 // attach makes the stream of the request whose context is ctx the
 // session's own: a stream still attached is told to stop and waited for,
@@ -141,7 +144,7 @@ func (a *attachment) stop(cause error) {
 func (s *session) attach(ctx context.Context) *attachment {
 	s.attachMu.Lock()
 	defer s.attachMu.Unlock()
-	if prev := s.stream; prev != nil {
+	if prev := s.stream.Load(); prev != nil {
 		prev.stop(errReplaced)
 		prev.serving.Wait()
 	}
@@ -151,11 +154,14 @@ func (s *session) attach(ctx context.Context) *attachment {
 		s.expiry = nil
 	}
 	s.mu.Unlock()
-	a := &attachment{client: ctx.Done(), told: make(chan struct{})}
-	a.unwatch = s.ctx.AfterFunc(func() { a.stop(errSessionEnding) })
+	a := &attachment{client: ctx.Done(), ready: s.events.ready}
 	a.serving.Add(1)
-	s.stream = a
-	s.attached.Store(true)
+	s.stream.Store(a)
+	// The session's end tells the attached stream to stop (see
+	// newSession); an end that came before the stream was attached, here.
+	if s.ctx.Err() != nil {
+		a.stop(errSessionEnding)
+	}
 	if s.store.node != nil && s.registered.Load() {
 		s.holdShared()
 		s.listen(s.currentUpstream())
@@ -163,22 +169,30 @@ func (s *session) attach(ctx context.Context) *attachment {
 	return a
 }
 
+// dropStream stops the stream attached here, if any, for cause; the
+// session lives on unless cause is its end.
+func (s *session) dropStream(cause error) {
+	if a := s.stream.Load(); a != nil {
+		a.stop(cause)
+	}
+}
+
+// hasStream reports whether a client's stream serves the session.
+func (s *session) hasStream() bool { return s.stream.Load() != nil }
+
 // release gives up a stream's hold on the session once serve returned why.
 // A stream another one took over, or of a session something else stopped,
 // just leaves; a client that went away or a stream past its lifetime leaves
 // the session waiting resume_window (of cfg, the settings the stream
 // followed) for the client to come back; anything else ends the session.
 func (s *session) release(a *attachment, why string, cfg *settings) {
-	a.stop(nil)
-	a.unwatch()
 	a.serving.Done()
 	s.attachMu.Lock()
 	defer s.attachMu.Unlock()
-	if s.stream != a {
+	if s.stream.Load() != a {
 		return // another stream took over
 	}
-	s.stream = nil
-	s.attached.Store(false)
+	s.stream.Store(nil)
 	if s.stopped() {
 		return // whoever stopped the session ends it
 	}
@@ -206,7 +220,7 @@ func (s *session) release(a *attachment, why string, cfg *settings) {
 // expire ends a session whose resume window passed without a stream.
 func (s *session) expire(why string) {
 	s.attachMu.Lock()
-	if s.stream != nil {
+	if s.hasStream() {
 		s.attachMu.Unlock()
 		return
 	}

@@ -58,14 +58,13 @@ type session struct {
 	sent, received atomic.Uint64
 	// delivered is the last event written to a stream without error.
 	delivered atomic.Uint64
-	// attached is set while a client's stream serves the session.
-	attached atomic.Bool
 	// registered, in a cluster, is set once Redis holds the session.
 	registered atomic.Bool
 
 	// attachMu orders streams taking the session over.
 	attachMu sync.Mutex
-	stream   *attachment // the attached stream, if any
+	// stream is the attached stream, if any; it changes under attachMu.
+	stream atomic.Pointer[attachment]
 
 	// initMu lets one exchange at a time initialize the upstream session
 	// again after the upstream forgot it.
@@ -148,6 +147,8 @@ func (s *sessionStore) newSession(id, user, identity, remote string) *session {
 	if s.node != nil {
 		sess.wake = make(chan struct{}, 1)
 	}
+	// The session's end tells its attached stream, if any, to stop.
+	ctx.AfterFunc(func() { sess.dropStream(errSessionEnding) })
 	return sess
 }
 
@@ -340,7 +341,7 @@ func (s *session) deliverFrom(ctx context.Context, data []byte, to answerTo) err
 			if err == nil || errors.Is(err, errUnknownSession) || errors.Is(err, errFenced) {
 				return err
 			}
-			if s.attached.Load() {
+			if s.hasStream() {
 				break
 			}
 			if waited >= maxRedisWait || !sleepCtx(ctx, redisRetryEvery) {

@@ -182,7 +182,7 @@ func (s *sessionStore) lookup(id string) (*session, error) {
 	switch ok, err := sess.refresh(); {
 	case !ok:
 		return nil, nil
-	case err != nil && !sess.attached.Load():
+	case err != nil && !sess.hasStream():
 		return nil, errRedisUnreachable
 	}
 	return sess, nil
@@ -211,7 +211,7 @@ func (s *sessionStore) dropIfIdle(sess *session) {
 	defer s.mu.Unlock()
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
-	if sess.inFlight > 0 || sess.attached.Load() || s.sessions[sess.id] != sess {
+	if sess.inFlight > 0 || sess.hasStream() || s.sessions[sess.id] != sess {
 		return
 	}
 	// A POST that found this copy before it went takes a new one.

@@ -111,6 +111,11 @@ func (s *session) serve(st *stream, a *attachment, seq uint64) string {
 	for {
 		select {
 		case <-s.events.ready:
+			if a.told() {
+				// The token may be an event's: the next stream takes it.
+				signal(s.events.ready)
+				return detachReason(a)
+			}
 			s.followSettings(st, timers) // the signal may be goLive's
 			ev, ok := s.events.pop()
 			if !ok {
@@ -140,8 +145,6 @@ func (s *session) serve(st *stream, a *attachment, seq uint64) string {
 			return reasonLifetime
 		case <-a.client:
 			return reasonClientGone
-		case <-a.told:
-			return detachReason(a)
 		}
 	}
 }
@@ -188,7 +191,7 @@ func (t *streamTimers) stop() {
 
 // detachReason names why an attached stream was told to stop.
 func detachReason(a *attachment) string {
-	switch a.cause {
+	switch *a.cause.Load() {
 	case errReplaced:
 		return reasonReplaced
 	case errSessionEnding:

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/zap"
@@ -174,4 +175,113 @@ func TestStreamFollowsANewerConfig(t *testing.T) {
 	if why := <-served; why != reasonClientGone {
 		t.Errorf("the stream stopped for %q, want %q", why, reasonClientGone)
 	}
+}
+
+// heldWriter is a client connection that tells each write on writes and
+// holds it until release is closed.
+type heldWriter struct {
+	httptest.ResponseRecorder
+	writes  chan string
+	release chan struct{}
+}
+
+func (w *heldWriter) Write(p []byte) (int, error) {
+	w.writes <- string(p)
+	<-w.release
+	return len(p), nil
+}
+
+// TestTakenOverStreamLeavesTheQueue: a stream told to stop by a stream
+// taking over, while an event waits in the session's queue, stops without
+// writing it, and the stream that takes over writes it.
+func TestTakenOverStreamLeavesTheQueue(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		cfg := &settings{policy: policy{queueSize: 4, pingInterval: time.Hour}, logger: zap.NewNop()}
+		_, sess, r := openTestSession(t, cfg)
+		first := &heldWriter{writes: make(chan string, 4), release: make(chan struct{})}
+		a := sess.attach(r.Context())
+		served := make(chan string, 1)
+		go func() {
+			why := sess.serve(newStream(first, r, cfg), a, 0)
+			sess.release(a, why, cfg)
+			served <- why
+		}()
+		const one = `{"jsonrpc":"2.0","method":"notifications/message","params":{"n":1}}`
+		const two = `{"jsonrpc":"2.0","method":"notifications/message","params":{"n":2}}`
+		if err := sess.deliver(t.Context(), []byte(one)); err != nil {
+			t.Fatal(err)
+		}
+		if p := <-first.writes; !strings.Contains(p, one) {
+			t.Fatalf("the first stream wrote %q, want the first event", p)
+		}
+		// While the first stream writes, the second event waits in the
+		// queue, and a second stream takes over: it tells the first to
+		// stop and waits for it.
+		if err := sess.deliver(t.Context(), []byte(two)); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		attached := make(chan *attachment)
+		go func() { attached <- sess.attach(ctx) }()
+		synctest.Wait()
+		if !a.told() {
+			t.Fatal("the second stream waits to attach, and the first was not told to stop")
+		}
+		close(first.release)
+		b := <-attached
+		if why := <-served; why != reasonReplaced {
+			t.Fatalf("the first stream stopped for %q, want %q", why, reasonReplaced)
+		}
+		if len(first.writes) != 0 {
+			t.Fatalf("the first stream wrote %q after it was told to stop", <-first.writes)
+		}
+
+		second := &writeLog{writes: make(chan string, 4)}
+		go func() { served <- sess.serve(newStream(second, r, cfg), b, sess.deliveredSeq()) }()
+		synctest.Wait()
+		select {
+		case p := <-second.writes:
+			if !strings.Contains(p, two) {
+				t.Errorf("the second stream wrote %q, want the second event", p)
+			}
+		default:
+			t.Error("the second stream wrote nothing: the queued event was left behind")
+		}
+		cancel()
+		<-served
+	})
+}
+
+// TestSessionEndStopsItsStream: ending a session stops the stream that
+// serves it, and a stream that attaches to a session already ended stops at
+// once.
+func TestSessionEndStopsItsStream(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		cfg := &settings{policy: policy{queueSize: 4, pingInterval: time.Hour}, logger: zap.NewNop()}
+		_, sess, r := openTestSession(t, cfg)
+		// serve serves a stream until it stops, for a minute at most.
+		serve := func(what string) {
+			a := sess.attach(r.Context())
+			served := make(chan string, 1)
+			go func() { served <- sess.serve(newStream(&writeLog{writes: make(chan string, 4)}, r, cfg), a, 0) }()
+			if what == "the stream of a live session" {
+				synctest.Wait()
+				sess.stop(reasonAdmin)
+			}
+			select {
+			case why := <-served:
+				if why != reasonShutdown {
+					t.Errorf("%s stopped for %q, want %q", what, why, reasonShutdown)
+				}
+				sess.release(a, why, cfg)
+			case <-time.After(time.Minute):
+				t.Fatalf("%s still serves a minute after the session ended", what)
+			}
+		}
+		serve("the stream of a live session")
+		serve("a stream attached to the ended session")
+	})
 }

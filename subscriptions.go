@@ -109,7 +109,7 @@ func (s *session) listenStateless(ctx context.Context) {
 // stream that serves it, or nil if there is nothing to listen for. In a
 // cluster only the instance that holds the client's stream listens.
 func (s *session) relisten(ctx context.Context) *subscription {
-	if s.store.node != nil && !s.attached.Load() {
+	if s.store.node != nil && !s.hasStream() {
 		return nil
 	}
 	f := s.listenFor(s.store.settings().upstreamStream)
@@ -285,7 +285,7 @@ func (s *session) changeSubscription(ctx context.Context, m message, cfg *settin
 	s.mu.Unlock()
 	s.share()
 	sub := s.relisten(ctx)
-	if s.store.node != nil && !s.attached.Load() {
+	if s.store.node != nil && !s.hasStream() {
 		// The instance that holds the client's stream listens: it
 		// learns of the change, and the client's answer comes from here.
 		s.announceInitialized()
