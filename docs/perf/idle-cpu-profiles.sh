@@ -9,26 +9,38 @@
 #
 #	docs/perf/idle-cpu-profiles.sh OUT [N] [SYSTEMS]
 #
-# SYSTEMS is a list of floor (the bench_hold handler), off (mcp_sse with
-# upstream_stream off) and on (mcp_sse, default), all three by default. It
+# SYSTEMS is a list of floor (the bench_hold handler), spread (bench_hold
+# with ping_phase stream: each stream pings at a moment of its own, not
+# with its connection's other streams), off (mcp_sse with upstream_stream
+# off) and on (mcp_sse, default); floor, off and on by default. It
 # writes OUT/cpu-SYSTEM.pb.gz, OUT/caddy-SYSTEM.log and a line per system to
 # OUT/summary.txt. Read a profile with: go tool pprof bin/caddy-bench F
+#
+# With BIN set to a directory holding caddy-bench and mcp-sse-bench, it
+# runs those instead of building bin/: how docs/perf/idle-cpu-ab.sh sets
+# two builds side by side.
 set -eu
 out=$1
 n=${2:-100000}
 systems=${3:-floor off on}
-go build -o bin/caddy-bench ./cmd/mcp-sse-bench/caddy
-go build -o bin/mcp-sse-bench ./cmd/mcp-sse-bench
-bin=$PWD/bin
+bin=${BIN:-}
+if [ -z "$bin" ]; then
+	go build -o bin/caddy-bench ./cmd/mcp-sse-bench/caddy
+	go build -o bin/mcp-sse-bench ./cmd/mcp-sse-bench
+	bin=$PWD/bin
+fi
 mkdir -p "$out"
 cd "$out"
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 for sys in $systems; do
 	up=""
 	open=""
-	if [ "$sys" = floor ]; then
+	if [ "$sys" = floor ] || [ "$sys" = spread ]; then
+		phase=connection
+		[ "$sys" = spread ] && phase=stream
 		handler="bench_hold {
 		ping_interval 15s
+		ping_phase $phase
 	}"
 		open=-endpoint-only # the floor has no session to initialize
 	else

@@ -17,6 +17,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 //	bench_hold [<matcher>] {
 //		ping_interval <duration>
+//		ping_phase connection|stream
 //	}
 //
 // A repeated or unknown subdirective is an error: a benchmark that ran
@@ -43,6 +44,17 @@ func (h *Hold) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("ping_interval: %v", err)
 			}
 			h.PingInterval = caddy.Duration(dur)
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "ping_phase":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			h.PingPhase = d.Val()
+			if err := checkPingPhase(h.PingPhase); err != nil {
+				return d.Errf("%v", err)
+			}
 			if d.NextArg() {
 				return d.ArgErr()
 			}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"sync"
 	"time"
@@ -31,8 +32,8 @@ func init() {
 const defaultPingInterval = 15 * time.Second
 
 // Hold answers every GET with an event stream that announces an endpoint
-// and then carries only keep-alive pings, on the same grid as mcp_sse's,
-// until the client leaves or the server stops. It keeps no session: what
+// and then carries only keep-alive pings, by default on the same grid as
+// mcp_sse's, until the client leaves or the server stops. It keeps no session: what
 // it costs per stream is what Caddy and net/http cost, with the pings. A
 // POST, as a client sends its messages, is read and answered 202 Accepted,
 // and nothing else is done with it: what Caddy costs to take the messages
@@ -40,6 +41,11 @@ const defaultPingInterval = 15 * time.Second
 type Hold struct {
 	// PingInterval is the time between two pings of a stream. Default: 15s.
 	PingInterval caddy.Duration `json:"ping_interval,omitempty"`
+	// PingPhase sets what a stream's ping phase follows: "connection",
+	// mcp_sse's grid, where the streams of one connection ping together;
+	// or "stream", where each stream pings at a moment of its own, spread
+	// over the interval. Default: connection.
+	PingPhase string `json:"ping_phase,omitempty"`
 
 	// stopping is closed when the config stops, ending every stream.
 	stopping chan struct{}
@@ -53,12 +59,15 @@ func (Hold) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision sets the default ping interval and ends every stream on
+// Provision sets the default ping interval and phase, and ends every stream on
 // Caddy's stopping event: Caddy's grace period is eternal by default, and
 // a stream that outlived its server would hold the shutdown.
 func (h *Hold) Provision(ctx caddy.Context) error {
 	if h.PingInterval == 0 {
 		h.PingInterval = caddy.Duration(defaultPingInterval)
+	}
+	if h.PingPhase == "" {
+		h.PingPhase = phaseConnection
 	}
 	h.stopping = make(chan struct{})
 	app, err := ctx.App("events")
@@ -71,10 +80,23 @@ func (h *Hold) Provision(ctx caddy.Context) error {
 	}))
 }
 
-// Validate checks the ping interval.
+// What a stream's ping phase follows (see Hold.PingPhase).
+const (
+	phaseConnection = "connection"
+	phaseStream     = "stream"
+)
+
+// Validate checks the ping interval and phase.
 func (h *Hold) Validate() error {
 	if h.PingInterval <= 0 {
 		return fmt.Errorf("ping_interval must be positive, got %v", time.Duration(h.PingInterval))
+	}
+	return checkPingPhase(h.PingPhase)
+}
+
+func checkPingPhase(phase string) error {
+	if phase != phaseConnection && phase != phaseStream {
+		return fmt.Errorf("ping_phase must be %s or %s, got %q", phaseConnection, phaseStream, phase)
 	}
 	return nil
 }
@@ -113,6 +135,9 @@ func (h *Hold) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Han
 	}
 	interval := time.Duration(h.PingInterval)
 	conn := connHash(r)
+	if h.PingPhase == phaseStream {
+		conn = rand.Uint64()
+	}
 	ping := time.NewTimer(untilPing(conn, interval))
 	defer ping.Stop()
 	for {
