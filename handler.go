@@ -80,46 +80,48 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 // serves its event stream until the client leaves, the stream's lifetime is
 // up, another stream takes the session over, or the session is ended.
 func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request) error {
-	var (
-		sess  *session
-		st    *stream
-		a     *attachment
-		after uint64
-		err   error
-	)
-	started := make(chan struct{})
-	go func() {
-		defer close(started)
-		sess, st, a, after, err = h.startStream(w, r)
-	}()
-	<-started
-	if sess == nil {
-		return err
+	// The setup's goroutine hands its result over by value: variables it
+	// set in this frame would each be a heap object for the stream's life.
+	started := make(chan streamStart, 1)
+	go func() { started <- h.startStream(w, r) }()
+	s := <-started
+	if s.sess == nil {
+		return s.err
 	}
 	reason := reasonClientGone
-	if err == nil {
-		reason = sess.serve(st, a, after)
+	if s.err == nil {
+		reason = s.sess.serve(s.st, s.a, s.after)
 	}
-	sess.release(a, reason, st.cfg)
+	s.sess.release(s.a, reason, s.st.cfg)
 	return nil
 }
 
+// streamStart is what startStream sets up for a stream: its session, its
+// writer, its hold on the session and the last event its client had; or no
+// session, if it answered the request itself with err. With a session, err
+// is the error of writing the endpoint event, if the client left meanwhile.
+type streamStart struct {
+	sess  *session
+	st    *stream
+	a     *attachment
+	after uint64
+	err   error
+}
+
 // startStream opens or finds the stream's session, answers the stream's
-// headers, attaches the stream and writes the endpoint event. It returns
-// no session if it answered the request itself with err, and the error of
-// writing the endpoint event if the client left meanwhile.
-func (h *Handler) startStream(w http.ResponseWriter, r *http.Request) (*session, *stream, *attachment, uint64, error) {
+// headers, attaches the stream and writes the endpoint event.
+func (h *Handler) startStream(w http.ResponseWriter, r *http.Request) streamStart {
 	// A client without a credential the upstream takes learns it here,
 	// where clients start their authorization.
 	if se := h.store.guard.check(r, h.cfg.upstreamTimeout); se != nil {
-		return nil, nil, nil, 0, h.refuse(w, r, se)
+		return streamStart{err: h.refuse(w, r, se)}
 	}
 	sess, after, byEventID := h.store.resumable(r)
 	if sess == nil {
 		var err error
 		if sess, err = h.store.open(r, h.cfg); err != nil {
 			w.Header().Set("Retry-After", retryAfterSessions)
-			return nil, nil, nil, 0, caddyhttp.Error(http.StatusServiceUnavailable, err)
+			return streamStart{err: caddyhttp.Error(http.StatusServiceUnavailable, err)}
 		}
 	} else {
 		h.logger.Info("session resumed", zap.String("session", sess.tag), zap.Bool("last_event_id", byEventID))
@@ -141,7 +143,7 @@ func (h *Handler) startStream(w http.ResponseWriter, r *http.Request) (*session,
 	a := sess.attach(r.Context())
 	st := newStream(w, r, h.cfg)
 	err := st.write(appendEndpointEvent(nil, endpointPath(r, h.Prefix)+"?sessionId="+sess.id))
-	return sess, st, a, after, err
+	return streamStart{sess: sess, st: st, a: a, after: after, err: err}
 }
 
 // endpointPath returns the path clients POST their messages to. It is built

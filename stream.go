@@ -14,7 +14,7 @@ import (
 // stream writes events to a client's open event stream.
 type stream struct {
 	w  http.ResponseWriter
-	rc *http.ResponseController
+	rc http.ResponseController
 	// cfg are the settings the stream follows: those of the handler
 	// that serves it, then of each newer config that runs.
 	cfg *settings
@@ -29,7 +29,7 @@ var pingEpoch = time.Now()
 func newStream(w http.ResponseWriter, r *http.Request, cfg *settings) *stream {
 	h := fnv.New64a()
 	_, _ = io.WriteString(h, r.RemoteAddr)
-	return &stream{w: w, rc: http.NewResponseController(w), cfg: cfg, conn: h.Sum64()}
+	return &stream{w: w, rc: *http.NewResponseController(w), cfg: cfg, conn: h.Sum64()}
 }
 
 // untilPing returns the time to the stream's next ping. Pings fall on a
@@ -102,12 +102,12 @@ func (st *stream) writeMessage(sessionID string, seq uint64, data []byte) error 
 // events after seq. It returns why it stopped. The settings of a newer
 // config apply as soon as it runs.
 func (s *session) serve(st *stream, a *attachment, seq uint64) string {
-	timers := newStreamTimers(st)
+	timers := newStreamTimers(st) // a value of this frame, not a heap object
 	defer timers.stop()
 	if err := s.replay(st, seq); err != nil {
 		return stopReason(err)
 	}
-	s.followSettings(st, timers)
+	s.followSettings(st, &timers)
 	for {
 		select {
 		case <-s.events.ready:
@@ -116,7 +116,7 @@ func (s *session) serve(st *stream, a *attachment, seq uint64) string {
 				signal(s.events.ready)
 				return detachReason(a)
 			}
-			s.followSettings(st, timers) // the signal may be goLive's
+			s.followSettings(st, &timers) // the signal may be goLive's
 			ev, ok := s.events.pop()
 			if !ok {
 				continue
@@ -165,9 +165,9 @@ type streamTimers struct {
 	lifetime lifetimeTimer
 }
 
-func newStreamTimers(st *stream) *streamTimers {
+func newStreamTimers(st *stream) streamTimers {
 	now := time.Now()
-	return &streamTimers{
+	return streamTimers{
 		started:  now,
 		ping:     time.NewTimer(st.untilPing(st.cfg.pingInterval)),
 		lifetime: newLifetimeTimer(now, st.cfg.maxLifetime),
