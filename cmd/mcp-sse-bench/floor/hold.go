@@ -33,11 +33,11 @@ const defaultPingInterval = 15 * time.Second
 
 // Hold answers every GET with an event stream that announces an endpoint
 // and then carries only keep-alive pings, by default on the same grid as
-// mcp_sse's, until the client leaves or the server stops. It keeps no session: what
-// it costs per stream is what Caddy and net/http cost, with the pings. A
-// POST, as a client sends its messages, is read and answered 202 Accepted,
-// and nothing else is done with it: what Caddy costs to take the messages
-// that set a session up, before it idles.
+// mcp_sse's, until the client leaves or the server stops. It keeps no
+// session: what it costs per stream is what Caddy and net/http cost, with
+// the pings. A POST, as a client sends its messages, is read and answered
+// 202 Accepted, and nothing else is done with it: what Caddy costs to take
+// the messages that set a session up, before it idles.
 type Hold struct {
 	// PingInterval is the time between two pings of a stream. Default: 15s.
 	PingInterval caddy.Duration `json:"ping_interval,omitempty"`
@@ -59,9 +59,9 @@ func (Hold) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision sets the default ping interval and phase, and ends every stream on
-// Caddy's stopping event: Caddy's grace period is eternal by default, and
-// a stream that outlived its server would hold the shutdown.
+// Provision sets the default ping interval and phase, and ends every
+// stream on Caddy's stopping event: Caddy's grace period is eternal by
+// default, and a stream that outlived its server would hold the shutdown.
 func (h *Hold) Provision(ctx caddy.Context) error {
 	if h.PingInterval == 0 {
 		h.PingInterval = caddy.Duration(defaultPingInterval)
@@ -94,6 +94,7 @@ func (h *Hold) Validate() error {
 	return checkPingPhase(h.PingPhase)
 }
 
+// checkPingPhase refuses a ping phase that is neither of the two.
 func checkPingPhase(phase string) error {
 	if phase != phaseConnection && phase != phaseStream {
 		return fmt.Errorf("ping_phase must be %s or %s, got %q", phaseConnection, phaseStream, phase)
