@@ -106,7 +106,6 @@ func FuzzSSEReader(f *testing.F) {
 	})
 }
 
-// checkRefusal checks the error parseMessages refused body with.
 // checkEnvelope checks that readEnvelope, given a valid JSON object, or
 // each object of a batch, either declines it or reads what
 // json.Unmarshal reads from it.
@@ -135,6 +134,7 @@ func checkEnvelope(t *testing.T, body []byte) {
 	}
 }
 
+// checkRefusal checks the error parseMessages refused body with.
 func checkRefusal(t *testing.T, body []byte, err error) {
 	t.Helper()
 	// serveMessage asserts the type; anything else would panic there.

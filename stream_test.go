@@ -262,12 +262,13 @@ func TestSessionEndStopsItsStream(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		cfg := &settings{policy: policy{queueSize: 4, pingInterval: time.Hour}, logger: zap.NewNop()}
 		_, sess, r := openTestSession(t, cfg)
-		// serve serves a stream until it stops, for a minute at most.
-		serve := func(what string) {
+		// serve serves a stream until it stops, for a minute at most;
+		// with end, it ends the session once the stream waits.
+		serve := func(what string, end bool) {
 			a := sess.attach(r.Context())
 			served := make(chan string, 1)
 			go func() { served <- sess.serve(newStream(&writeLog{writes: make(chan string, 4)}, r, cfg), a, 0) }()
-			if what == "the stream of a live session" {
+			if end {
 				synctest.Wait()
 				sess.stop(reasonAdmin)
 			}
@@ -281,7 +282,7 @@ func TestSessionEndStopsItsStream(t *testing.T) {
 				t.Fatalf("%s still serves a minute after the session ended", what)
 			}
 		}
-		serve("the stream of a live session")
-		serve("a stream attached to the ended session")
+		serve("the stream of a live session", true)
+		serve("a stream attached to the ended session", false)
 	})
 }
